@@ -1,0 +1,21 @@
+"""Typed Prefect Blocks: the shared infrastructure and secrets the flows use.
+
+Register the types with ``prefect block register -m blocks``. Each block owns the one factory
+that builds its client; flows load them by name with :func:`load_block`, which falls back to
+embedded defaults for the default name ``"bridgeai"``.
+"""
+
+from blocks._load import DEFAULT_BLOCK_NAME, BlockNotFoundError, load_block
+from blocks.mlflow_server import MLflowServer
+from blocks.registry import ContainerRegistry
+from blocks.storage import ObjectStorage, StorageError
+
+__all__ = [
+    "DEFAULT_BLOCK_NAME",
+    "BlockNotFoundError",
+    "ContainerRegistry",
+    "MLflowServer",
+    "ObjectStorage",
+    "StorageError",
+    "load_block",
+]

@@ -1,0 +1,95 @@
+"""The MLflow tracking server and model registry as a typed Prefect Block."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from bridgeai.paths import home_dir
+
+
+class MLflowServer(Block):
+    """Where runs are tracked and models registered, and the names the flows use there.
+
+    With no ``tracking_uri`` the block uses an embedded store: SQLite at
+    ``$BRIDGEAI_HOME/mlflow/mlflow.db`` with artifacts under ``$BRIDGEAI_HOME/mlflow/artifacts``.
+    ``client()`` is the one place an MLflow client is built.
+    """
+
+    _block_type_name = "BridgeAI MLflow Server"
+    _block_type_slug = "bridgeai-mlflow-server"
+    _logo_url = "https://mlflow.org/img/mlflow-black.svg"  # type: ignore[assignment]
+    _description = "MLflow tracking URI, credentials, experiment and registered model names."
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="e.g. http://127.0.0.1:5080. Empty: embedded SQLite store under "
+        "$BRIDGEAI_HOME/mlflow.",
+    )
+    username: str | None = Field(
+        default=None, description="Basic-auth user, if the server has one."
+    )
+    password: SecretStr | None = Field(default=None, description="Basic-auth password.")
+    experiment: str = Field(
+        default="bridgeai-house-price-prediction", description="Experiment for training runs."
+    )
+    registered_model: str = Field(
+        default="house_price_prediction_prod", description="Registered model name."
+    )
+    alias: str = Field(default="champion", description="Alias of the serving model version.")
+
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI, the embedded SQLite store when none is set."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{home_dir('mlflow') / 'mlflow.db'}"
+
+    def artifact_location(self) -> str | None:
+        """Artifact root for new experiments: a local folder in embedded mode, else None."""
+        if self.tracking_uri:
+            return None
+        return Path(home_dir("mlflow", "artifacts")).as_uri()
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point ``mlflow`` commands and clients at this server."""
+        env = {"MLFLOW_TRACKING_URI": self.resolved_tracking_uri()}
+        if self.username:
+            env["MLFLOW_TRACKING_USERNAME"] = self.username
+        if self.password:
+            env["MLFLOW_TRACKING_PASSWORD"] = self.password.get_secret_value()
+        return env
+
+    def client(self) -> Any:
+        """A configured ``MlflowClient``; also points MLflow's fluent API at this server.
+
+        MLflow reads basic-auth credentials from the process environment on each request, so
+        they are exported here rather than passed around.
+        """
+        import mlflow
+        from mlflow import MlflowClient
+
+        os.environ.update(self.env())
+        uri = self.resolved_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def ensure_experiment(self, client: Any | None = None) -> str:
+        """Create the experiment if needed (with the embedded artifact root) and return its id."""
+        client = client or self.client()
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return str(found.experiment_id)
+        return str(
+            client.create_experiment(self.experiment, artifact_location=self.artifact_location())
+        )
+
+    def model_uri(self, version: int | str | None = None) -> str:
+        """``models:/<name>@<alias>``, or ``models:/<name>/<version>`` when a version is given."""
+        if version is None:
+            return f"models:/{self.registered_model}@{self.alias}"
+        return f"models:/{self.registered_model}/{version}"

@@ -1,0 +1,76 @@
+"""A container registry as a typed Prefect Block."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+
+class ContainerRegistry(Block):
+    """Where model-server images are pushed, with the credentials to push and pull them.
+
+    ``login(docker_client)`` is the one place the registry is authenticated against; the same
+    credentials are given to the Docker SDK as ``auth_config()`` and to Kubernetes as a
+    ``.dockerconfigjson`` pull secret.
+    """
+
+    _block_type_name = "BridgeAI Container Registry"
+    _block_type_slug = "bridgeai-container-registry"
+    _logo_url = "https://www.docker.com/wp-content/uploads/2022/03/Moby-logo.png"  # type: ignore[assignment]
+    _description = "Container registry server, namespace and credentials for model images."
+
+    server: str = Field(
+        default="localhost:5000",
+        description="Registry host[:port], e.g. localhost:5000, ghcr.io, docker.io.",
+    )
+    namespace: str = Field(
+        default="bridgeai", description="Repository namespace (user or organisation)."
+    )
+    username: str | None = Field(default=None, description="Registry user name.")
+    password: SecretStr | None = Field(default=None, description="Registry password or token.")
+    insecure: bool = Field(
+        default=False, description="Plain-HTTP registry (only for localhost or a lab network)."
+    )
+
+    def repository(self, image_name: str = "bridgeai-mlops") -> str:
+        """``<server>/<namespace>/<image_name>``, the repository images are tagged into."""
+        parts = [self.server.rstrip("/"), self.namespace.strip("/"), image_name]
+        return "/".join(p for p in parts if p)
+
+    def auth_config(self) -> dict[str, str] | None:
+        """Credentials in the Docker SDK's ``auth_config`` shape, or None without a user."""
+        if not self.username:
+            return None
+        return {
+            "username": self.username,
+            "password": self.password.get_secret_value() if self.password else "",
+            "serveraddress": self.server,
+        }
+
+    def docker_config_json(self) -> str:
+        """A ``.dockerconfigjson`` document for a Kubernetes ``docker-registry`` pull secret."""
+        auths: dict[str, Any] = {}
+        config = self.auth_config()
+        if config:
+            token = f"{config['username']}:{config['password']}".encode()
+            auths[self.server] = {
+                "username": config["username"],
+                "password": config["password"],
+                "auth": base64.b64encode(token).decode(),
+            }
+        return json.dumps({"auths": auths})
+
+    def login(self, docker_client: Any) -> None:
+        """Log ``docker_client`` in to the registry (no-op without credentials)."""
+        config = self.auth_config()
+        if config:
+            docker_client.login(
+                username=config["username"],
+                password=config["password"],
+                registry=self.server,
+                reauth=True,
+            )

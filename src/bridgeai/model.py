@@ -1,0 +1,209 @@
+"""The house-price model as it is saved, logged to MLflow, baked into images and served.
+
+A :class:`HousePriceModel` is a LightGBM booster plus everything needed to turn the 12 raw
+features into the booster's matrix: categorical normalisation (from :mod:`bridgeai.schema`, the same
+at training and serving), numeric imputation values fitted on the training split only, and the
+target transform. It saves to a plain directory (``model.txt`` + ``preprocessing.json``) that the
+OIP v2 server loads directly, so the serving hot path never goes through MLflow's pyfunc wrapper
+(~10 ms a call); :mod:`bridgeai.mlflow_model` wraps the same directory as an MLflow pyfunc.
+
+This module imports only numpy and lightgbm so a model server starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from bridgeai import schema
+
+FORMAT_VERSION = 1
+BOOSTER_FILE = "model.txt"
+PREPROCESSING_FILE = "preprocessing.json"
+
+TargetTransform = Literal["log", "none"]
+
+
+class FeatureError(ValueError):
+    """Raised when input columns cannot be encoded; the message says which column and why."""
+
+
+def category_codes(column: str) -> dict[str, int]:
+    """Map each allowed (normalised) value of a categorical column to its integer code.
+
+    Yes/no columns map ``no`` to 0 and ``yes`` to 1; ``furnishingstatus`` follows
+    :data:`bridgeai.schema.FURNISHING` order.
+    """
+    if column in schema.BINARY:
+        return {"no": 0, "yes": 1}
+    return {value: code for code, value in enumerate(schema.ALLOWED[column])}
+
+
+@dataclass
+class HousePriceModel:
+    """A trained booster with its preprocessing; see the module docstring."""
+
+    booster: Any  # lightgbm.Booster; typed loosely so this module imports without lightgbm stubs
+    medians: dict[str, float]
+    target_transform: TargetTransform = "log"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    features: tuple[str, ...] = schema.FEATURES
+
+    def __post_init__(self) -> None:
+        self._codes = {c: category_codes(c) for c in schema.CATEGORICAL}
+        # Raw spellings seen so far ("YES", " yes") -> code; keeps big batches off str.lower().
+        self._raw_codes: dict[str, dict[Any, int]] = {c: {} for c in schema.CATEGORICAL}
+
+    # -- encoding -------------------------------------------------------------------------
+    def encode(self, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> np.ndarray:
+        """Build the booster's float64 matrix from raw feature columns.
+
+        Args:
+            columns: one sequence per feature name (extra keys are ignored). Categoricals may
+                be in any case; numerics may hold ``None``/NaN, which are imputed with the
+                training medians.
+
+        Raises:
+            FeatureError: a feature is missing, columns differ in length, a categorical value
+                is not allowed, or a numeric value is not a number.
+        """
+        missing = [f for f in self.features if f not in columns]
+        if missing:
+            raise FeatureError(f"missing feature(s): {', '.join(missing)}")
+        lengths = {len(columns[f]) for f in self.features}
+        if len(lengths) != 1:
+            raise FeatureError("all features must have the same number of rows")
+        n_rows = lengths.pop()
+        matrix = np.empty((n_rows, len(self.features)), dtype=np.float64)
+        for j, name in enumerate(self.features):
+            values = columns[name]
+            if name in self._codes:
+                matrix[:, j] = self._encode_category(name, values)
+            else:
+                matrix[:, j] = self._encode_numeric(name, values)
+        return matrix
+
+    def _encode_category(self, name: str, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+        raw = self._raw_codes[name]
+        codes = self._codes[name]
+        out = np.empty(len(values), dtype=np.float64)
+        for i, value in enumerate(values):
+            code = raw.get(value)
+            if code is None:
+                text = value.decode() if isinstance(value, bytes) else value
+                if not isinstance(text, str):
+                    raise FeatureError(f"{name}: expected text, got {value!r}")
+                norm = schema.normalize_category(text)
+                if norm not in codes:
+                    allowed = ", ".join(schema.ALLOWED[name])
+                    raise FeatureError(f"{name}: {text!r} is not one of {allowed} (any case)")
+                code = codes[norm]
+                if len(raw) < 1024:  # bounded: a client cannot grow it without limit
+                    raw[value] = code
+            out[i] = code
+        return out
+
+    def _encode_numeric(self, name: str, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise FeatureError(f"{name}: expected numbers") from None
+        if arr.ndim != 1:
+            arr = arr.reshape(-1)
+        missing = np.isnan(arr)
+        if missing.any():
+            arr = np.where(missing, self.medians[name], arr)
+        return arr
+
+    # -- prediction -----------------------------------------------------------------------
+    def predict_matrix(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """Predict prices (in price units) from an encoded matrix.
+
+        One thread by default: LightGBM's OpenMP threads spin between small calls and make
+        single-row predictions much slower; pass more threads for large batches.
+        """
+        raw = self.booster.predict(matrix, num_threads=num_threads)
+        raw = np.asarray(raw, dtype=np.float64)
+        return np.expm1(raw) if self.target_transform == "log" else raw
+
+    def predict(
+        self, columns: Mapping[str, Sequence[Any] | np.ndarray], num_threads: int = 1
+    ) -> np.ndarray:
+        """Predict prices from raw feature columns (see :meth:`encode`)."""
+        return self.predict_matrix(self.encode(columns), num_threads=num_threads)
+
+    def predict_frame(self, frame: Any, num_threads: int = 1) -> np.ndarray:
+        """Predict from a polars or pandas DataFrame holding the 12 feature columns."""
+        columns = {f: frame[f].to_numpy() for f in self.features if f in frame.columns}
+        return self.predict(columns, num_threads=num_threads)
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model to a directory (created if needed) and return it."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(directory / BOOSTER_FILE))
+        doc = {
+            "format_version": FORMAT_VERSION,
+            "features": list(self.features),
+            "categorical_codes": {c: category_codes(c) for c in schema.CATEGORICAL},
+            "medians": self.medians,
+            "target_transform": self.target_transform,
+            "metadata": self.metadata,
+        }
+        (directory / PREPROCESSING_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path) -> HousePriceModel:
+        """Load a directory written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: the directory lacks the model files.
+            ValueError: the files were written by an incompatible version.
+        """
+        import lightgbm
+
+        directory = Path(path)
+        doc_path = directory / PREPROCESSING_FILE
+        if not doc_path.is_file() or not (directory / BOOSTER_FILE).is_file():
+            raise FileNotFoundError(
+                f"{directory} is not a BridgeAI model directory "
+                f"(expected {BOOSTER_FILE} and {PREPROCESSING_FILE})"
+            )
+        doc = json.loads(doc_path.read_text())
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{directory}: model format {doc.get('format_version')!r}, "
+                f"this code reads {FORMAT_VERSION}"
+            )
+        if tuple(doc["features"]) != schema.FEATURES:
+            raise ValueError(f"{directory}: features {doc['features']} differ from the schema")
+        booster = lightgbm.Booster(model_file=str(directory / BOOSTER_FILE))
+        medians = {k: float(v) for k, v in doc["medians"].items()}
+        for name in schema.NUMERIC:
+            if name not in medians or math.isnan(medians[name]):
+                raise ValueError(f"{directory}: no imputation value for {name}")
+        return cls(
+            booster=booster,
+            medians=medians,
+            target_transform=doc["target_transform"],
+            metadata=doc.get("metadata", {}),
+        )
+
+
+def find_model_dir(root: str | Path) -> Path:
+    """Find the model directory inside ``root`` (itself, or an MLflow model's artifact copy)."""
+    root = Path(root)
+    if (root / PREPROCESSING_FILE).is_file():
+        return root
+    for candidate in sorted(root.rglob(PREPROCESSING_FILE)):
+        return candidate.parent
+    raise FileNotFoundError(f"no {PREPROCESSING_FILE} under {root}: not a BridgeAI model")

@@ -1,0 +1,148 @@
+"""The local stack with real processes: up, status, a flow through the worker, down."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bridgeai import procs
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+
+
+def _seaweed_base() -> int:
+    """A base port with base..base+7 and base+7+10000 free (SeaweedFS's internal ports)."""
+    for _ in range(200):
+        base = procs.free_port()
+        wanted = [*range(base, base + 8), base + 7 + 10000]
+        if all(p < 65536 and procs.port_is_free(p) for p in wanted):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _stack_env(home: Path) -> dict[str, str]:
+    ports = procs.free_ports(3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(
+        BRIDGEAI_HOME=str(home),
+        BRIDGEAI_S3_PORT=str(ports[0]),
+        BRIDGEAI_MLFLOW_PORT=str(ports[1]),
+        BRIDGEAI_PREFECT_PORT=str(ports[2]),
+        BRIDGEAI_SEAWEED_BASE_PORT=str(_seaweed_base()),
+    )
+    return env
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "bridgeai"), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_stack_up_runs_a_flow_on_the_local_pool_and_down_frees_every_port(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = _stack_env(home)
+    try:
+        up = _cli(env, "up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"http://127.0.0.1:{env['BRIDGEAI_PREFECT_PORT']}" in up.stdout
+        assert f"http://127.0.0.1:{env['BRIDGEAI_MLFLOW_PORT']}" in up.stdout
+        assert 'eval "$(bridgeai env)"' in up.stdout
+
+        status = _cli(env, "status")
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count("healthy") == 4
+
+        again = _cli(env, "up")
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.count("already running") == 4
+
+        exported = _cli(env, "env").stdout
+        assert (
+            f"export PREFECT_API_URL=http://127.0.0.1:{env['BRIDGEAI_PREFECT_PORT']}/api"
+            in exported
+        )
+        assert "export AWS_SECRET_ACCESS_KEY=" in exported
+        stack_env = dict(env)
+        for line in exported.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            stack_env[key] = value.strip("'")
+
+        # The secret lives only in the stack folder's 0600 files, never in a log.
+        secret = stack_env["AWS_SECRET_ACCESS_KEY"]
+        for log in (home / "stack" / "logs").glob("*.log"):
+            assert secret not in log.read_text(errors="replace"), log
+        assert (home / "stack" / "s3-credentials.json").stat().st_mode & 0o077 == 0
+
+        # A trivial flow deployed to the `local` pool runs to COMPLETED through the worker.
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "trivial.py").write_text(
+            textwrap.dedent(
+                """
+                from prefect import flow
+
+                @flow
+                def trivial(x: int = 1) -> int:
+                    return x + 1
+                """
+            )
+        )
+        script = textwrap.dedent(
+            f"""
+            from prefect import flow
+            from prefect.deployments import run_deployment
+            from blocks import ObjectStorage, MLflowServer
+            storage = ObjectStorage.load("bridgeai")
+            storage.check()
+            mlflow_uri = MLflowServer.load("bridgeai").tracking_uri
+            assert mlflow_uri.endswith(":{env["BRIDGEAI_MLFLOW_PORT"]}"), mlflow_uri
+            flow.from_source(source={str(project)!r}, entrypoint="trivial.py:trivial").deploy(
+                name="trivial", work_pool_name="local", print_next_steps=False,
+                ignore_warnings=True,
+            )
+            run = run_deployment("trivial/trivial", parameters={{"x": 41}}, timeout=240)
+            print("STATE", run.state.type.value)
+            """
+        )
+        ran = subprocess.run(
+            [sys.executable, "-c", script], env=stack_env, capture_output=True, text=True,
+            timeout=300, cwd=project,
+        )  # fmt: skip
+        assert "STATE COMPLETED" in ran.stdout, ran.stdout + ran.stderr
+    finally:
+        down = _cli(env, "down")
+    assert down.returncode == 0, down.stderr
+    assert "prefect-worker: stopped" in down.stdout.splitlines()[0]
+    ports = [
+        int(env[k]) for k in ("BRIDGEAI_S3_PORT", "BRIDGEAI_MLFLOW_PORT", "BRIDGEAI_PREFECT_PORT")
+    ]
+    base = int(env["BRIDGEAI_SEAWEED_BASE_PORT"])
+    ports += [*range(base, base + 8), base + 7 + 10000]
+    still = [p for p in ports if not procs.port_is_free(p)]
+    assert not still, f"ports still bound after down: {still}"
+    assert _cli(env, "status").returncode == 1
+    assert (home / "stack" / "mlflow" / "mlflow.db").is_file(), "down must keep the data"
+
+
+def test_a_busy_port_names_the_service_and_its_log(tmp_path: Path) -> None:
+    env = _stack_env(tmp_path / "home")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(env["BRIDGEAI_MLFLOW_PORT"])))
+        squatter.listen()
+        result = _cli(env, "up", timeout=120)
+    try:
+        assert result.returncode == 1
+        assert "mlflow cannot start" in result.stderr
+        assert env["BRIDGEAI_MLFLOW_PORT"] in result.stderr
+        assert "mlflow.log" in result.stderr
+    finally:
+        _cli(env, "down")
