@@ -9,7 +9,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from bridgeai.paths import home_dir
+from bridgeai.paths import embedded_mlflow_uri, home_dir
 
 
 class MLflowServer(Block):
@@ -44,9 +44,7 @@ class MLflowServer(Block):
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI, the embedded SQLite store when none is set."""
-        if self.tracking_uri:
-            return self.tracking_uri
-        return f"sqlite:///{home_dir('mlflow') / 'mlflow.db'}"
+        return self.tracking_uri or embedded_mlflow_uri()
 
     def artifact_location(self) -> str | None:
         """Artifact root for new experiments: a local folder in embedded mode, else None."""

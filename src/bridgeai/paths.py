@@ -27,3 +27,8 @@ def home_dir(*parts: str, create: bool = True) -> Path:
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def embedded_mlflow_uri() -> str:
+    """The embedded MLflow store (SQLite under ``$BRIDGEAI_HOME/mlflow``), used when none is set."""
+    return f"sqlite:///{home_dir('mlflow') / 'mlflow.db'}"
