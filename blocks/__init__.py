@@ -6,6 +6,7 @@ embedded defaults for the default name ``"bridgeai"``.
 """
 
 from blocks._load import DEFAULT_BLOCK_NAME, BlockNotFoundError, load_block
+from blocks.data_repository import DataRepository
 from blocks.mlflow_server import MLflowServer
 from blocks.registry import ContainerRegistry
 from blocks.storage import ObjectStorage, StorageError
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_BLOCK_NAME",
     "BlockNotFoundError",
     "ContainerRegistry",
+    "DataRepository",
     "MLflowServer",
     "ObjectStorage",
     "StorageError",
