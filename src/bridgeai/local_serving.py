@@ -1,0 +1,185 @@
+"""The local model server: ``bridgeai serve-model`` as a child process, swapped without downtime.
+
+:func:`start` launches a new server for a model URI on a free port, waits for
+``/v2/health/ready``, records it under ``$BRIDGEAI_HOME/serving/model-server.json`` and only then
+stops the previous one. If the new server fails to start, it is stopped and the previous one keeps
+serving (the error names the log file). Each swap moves to a new port so old and new never fight
+for one; clients read the current URL from :func:`current` (or ``bridgeai`` state) rather than
+assuming a port, unless the caller pins ``port`` (then the old server is stopped first: a short
+gap, by choice).
+
+Nothing here imports Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bridgeai import procs
+from bridgeai.paths import home_dir
+
+MODEL_NAME = "house_price_prediction_prod"
+STATE_FILE = "model-server.json"
+
+
+@dataclass
+class LocalServer:
+    """A running local model server, as recorded in the state file."""
+
+    pid: int
+    host: str
+    port: int
+    model_uri: str
+    model_version: str | None
+    log_file: str
+    started_at: float
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def infer_url(self) -> str:
+        """The OIP v2 infer endpoint, the same path KServe serves."""
+        return f"{self.base_url}/v2/models/{MODEL_NAME}/infer"
+
+    @property
+    def ready_url(self) -> str:
+        return f"{self.base_url}/v2/health/ready"
+
+    def alive(self) -> bool:
+        return procs.pid_alive(self.pid)
+
+
+def state_dir() -> Path:
+    """``$BRIDGEAI_HOME/serving`` (created on demand)."""
+    return home_dir("serving")
+
+
+def _state_path() -> Path:
+    return state_dir() / STATE_FILE
+
+
+def current() -> LocalServer | None:
+    """The recorded server if its process is alive, else None."""
+    try:
+        server = LocalServer(**json.loads(_state_path().read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return server if server.alive() else None
+
+
+def _save(server: LocalServer) -> None:
+    path = _state_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(server), indent=2))
+    tmp.replace(path)
+
+
+def serve_command(model_uri: str, host: str, port: int) -> list[str]:
+    """``bridgeai serve-model`` from this environment's ``bin`` (the image runs the same)."""
+    exe = Path(sys.executable).parent / "bridgeai"
+    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "bridgeai.cli"]
+    return [*base, "serve-model", "--model-uri", model_uri, "--host", host, "--port", str(port)]
+
+
+def start(
+    model_uri: str,
+    *,
+    model_version: str | int | None = None,
+    host: str = procs.LOOPBACK,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+    command: Sequence[str] | None = None,
+) -> LocalServer:
+    """Start a server for ``model_uri``, wait until ready, then stop the previous one.
+
+    Args:
+        model_uri: ``models:/<name>/<version>`` (or a model directory) for ``serve-model``.
+        model_version: recorded with the server, for status and the flow's result.
+        host: interface to bind (loopback by default).
+        port: a fixed port; None picks a free one different from the running server's.
+        env: extra environment (MLflow tracking URI and S3 settings to fetch the model).
+        timeout: seconds to wait for ``/v2/health/ready``.
+        command: the full command to run instead of ``serve-model`` (``{port}`` and ``{host}``
+            are substituted); used by tests and for custom servers.
+
+    Raises:
+        procs.ServiceStartError: the new server exited or was not ready in time (its log tail is
+            in the message); the previous server, if any, is still running.
+    """
+    previous = current()
+    if port is None:
+        port = procs.free_port(host, avoid=[previous.port] if previous else ())
+    elif previous is not None and previous.port == port:
+        # A pinned port cannot host two servers: the caller chose a short gap over a new URL.
+        stop()
+        previous = None
+    if not procs.port_is_free(port, host):
+        raise procs.ServiceStartError(
+            f"model server cannot start: port {port} on {host} is in use by another process; "
+            "choose another port or leave it unset to pick a free one"
+        )
+    logs = state_dir() / "logs"
+    log_file = logs / f"model-server-{port}.log"
+    argv = (
+        [part.format(port=port, host=host) for part in command]
+        if command
+        else serve_command(model_uri, host, port)
+    )
+    process = procs.start_process(argv, log_file=log_file, env=dict(env or {}))
+    server = LocalServer(
+        pid=process.pid,
+        host=host,
+        port=port,
+        model_uri=model_uri,
+        model_version=None if model_version is None else str(model_version),
+        log_file=str(log_file),
+        started_at=time.time(),
+    )
+    try:
+        procs.wait_until(
+            lambda: procs.http_ok(server.ready_url),
+            timeout=timeout,
+            service=f"model server for {model_uri}",
+            log_file=log_file,
+            process=process,
+        )
+    except procs.ServiceStartError as exc:
+        procs.stop_process(process.pid)
+        kept = f"; the previous server ({previous.model_uri}) keeps serving" if previous else ""
+        raise procs.ServiceStartError(f"{exc}{kept}") from None
+    _save(server)
+    if previous is not None:
+        procs.stop_process(previous.pid)
+    return server
+
+
+def stop() -> bool:
+    """Stop the recorded server; True if one was running."""
+    server = current()
+    stopped = procs.stop_process(server.pid) if server else False
+    with contextlib.suppress(OSError):
+        _state_path().unlink()
+    return stopped
+
+
+def status() -> dict[str, Any]:
+    """The recorded server's fields plus ``ready`` (for CLIs and notebooks)."""
+    server = current()
+    if server is None:
+        return {"running": False}
+    return {
+        "running": True,
+        "ready": procs.http_ok(server.ready_url),
+        "url": server.infer_url,
+        **asdict(server),
+    }

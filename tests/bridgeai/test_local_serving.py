@@ -1,0 +1,138 @@
+"""The local model server swap: start, wait for readiness, record, then stop the previous one.
+
+The swap logic is tested with a stand-in server process (tests/support/fake_model_server.py) so
+each test controls readiness and failure; the last test runs the real ``bridgeai serve-model``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bridgeai import local_serving, procs
+
+FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_model_server.py"
+
+
+def fake(tag: str, *extra: str) -> list[str]:
+    # -P: do not put tests/support first on sys.path (its http.py would shadow the stdlib).
+    return [sys.executable, "-P", str(FAKE), "--port", "{port}", "--tag", tag, *extra]
+
+
+def answer(server: local_serving.LocalServer) -> str:
+    url = f"{server.base_url}/v2/models/house_price_prediction_prod"
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+        return str(json.loads(response.read())["tag"])
+
+
+@pytest.fixture(autouse=True)
+def _cleanup():
+    yield
+    local_serving.stop()
+
+
+def test_start_records_pid_and_port_under_bridgeai_home(bridgeai_home: Path) -> None:
+    server = local_serving.start("models:/m/1", model_version=1, command=fake("v1"))
+    assert server.alive() and answer(server) == "v1"
+    state = json.loads((bridgeai_home / "serving" / "model-server.json").read_text())
+    assert state["pid"] == server.pid and state["port"] == server.port
+    assert state["model_version"] == "1"
+    assert local_serving.current() == server
+    status = local_serving.status()
+    assert status["ready"] is True
+    assert status["url"] == f"{server.base_url}/v2/models/house_price_prediction_prod/infer"
+
+
+def test_previous_server_serves_until_the_new_one_is_ready() -> None:
+    old = local_serving.start("models:/m/1", model_version=1, command=fake("v1"))
+    result: dict[str, object] = {}
+    swap = threading.Thread(
+        target=lambda: result.setdefault(
+            "new", local_serving.start("models:/m/2", command=fake("v2", "--ready-after", "2"))
+        )
+    )
+    swap.start()
+    time.sleep(1.0)
+    # Mid-swap: the new one is not ready yet, the old one still answers.
+    assert old.alive() and answer(old) == "v1"
+    assert local_serving.current() == old
+    swap.join(timeout=60)
+    new = result["new"]
+    assert isinstance(new, local_serving.LocalServer)
+    assert new.port != old.port and answer(new) == "v2"
+    assert not old.alive()
+    assert local_serving.current() == new
+
+
+def test_a_new_server_that_exits_leaves_the_old_one_serving() -> None:
+    old = local_serving.start("models:/m/1", command=fake("v1"))
+    with pytest.raises(procs.ServiceStartError) as info:
+        local_serving.start("models:/m/9", command=fake("v9", "--exit"), timeout=30)
+    message = str(info.value)
+    assert "exited with code 3" in message
+    assert "cannot load model" in message  # the log tail
+    assert "keeps serving" in message
+    assert local_serving.current() == old and answer(old) == "v1"
+
+
+def test_a_new_server_that_never_gets_ready_is_stopped() -> None:
+    old = local_serving.start("models:/m/1", command=fake("v1"))
+    before = {p.name for p in (local_serving.state_dir() / "logs").iterdir()}
+    with pytest.raises(procs.ServiceStartError, match="did not become healthy"):
+        local_serving.start("models:/m/2", command=fake("v2", "--ready-after", "600"), timeout=2)
+    logs = {p.name for p in (local_serving.state_dir() / "logs").iterdir()} - before
+    (log,) = logs
+    port = int(log.removeprefix("model-server-").removesuffix(".log"))
+    assert procs.port_is_free(port)  # the half-started server was stopped, not orphaned
+    assert local_serving.current() == old
+
+
+def test_a_pinned_busy_port_is_refused_with_a_fix() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(procs.ServiceStartError, match=f"port {port}.*in use"):
+            local_serving.start("models:/m/1", port=port, command=fake("v1"))
+
+
+def test_stop_stops_and_forgets() -> None:
+    server = local_serving.start("models:/m/1", command=fake("v1"))
+    assert local_serving.stop() is True
+    assert not server.alive()
+    assert local_serving.current() is None
+    assert local_serving.status() == {"running": False}
+    assert local_serving.stop() is False
+
+
+@pytest.mark.integration
+def test_real_model_server_on_a_model_directory(tmp_path: Path) -> None:
+    """``bridgeai serve-model`` itself (issue 5's server) answers ready and infers."""
+    pytest.importorskip("bridgeai.model_server", reason="the model server lands with issue 5")
+    from bridgeai.schema import EXAMPLE_HOUSE, V2_DATATYPE
+    from tests.support.models import tiny_model
+
+    model_dir = tmp_path / "model"
+    tiny_model().save(model_dir)
+    server = local_serving.start(str(model_dir), model_version="dir", timeout=180)
+    inputs = [
+        {"name": k, "shape": [1], "datatype": V2_DATATYPE[k], "data": [v]}
+        for k, v in EXAMPLE_HOUSE.items()
+    ]
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        server.infer_url,
+        data=json.dumps({"inputs": inputs}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        body = json.loads(response.read())
+    assert body["outputs"][0]["name"] == "price"
+    assert body["outputs"][0]["data"][0] > 0
