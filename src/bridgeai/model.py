@@ -2,9 +2,11 @@
 
 A :class:`HousePriceModel` is a LightGBM booster plus everything needed to turn the 12 raw
 features into the booster's matrix: categorical normalisation (from :mod:`bridgeai.schema`, the same
-at training and serving), numeric imputation values fitted on the training split only, and the
-target transform. It saves to a plain directory (``model.txt`` + ``preprocessing.json``) that the
-OIP v2 server loads directly, so the serving hot path never goes through MLflow's pyfunc wrapper
+at training and serving), numeric imputation values fitted on the training split only, the target
+transform and, optionally, the :class:`LinearBaseline` the booster was boosted from (its trees
+then correct a linear model instead of a constant; see :mod:`bridgeai.training` for why). It
+saves to a plain directory (``model.txt`` + ``preprocessing.json``) that the OIP v2 server loads
+directly, so the serving hot path never goes through MLflow's pyfunc wrapper
 (~10 ms a call); :mod:`bridgeai.mlflow_model` wraps the same directory as an MLflow pyfunc.
 
 This module imports only numpy and lightgbm so a model server starts fast.
@@ -23,7 +25,10 @@ import numpy as np
 
 from bridgeai import schema
 
-FORMAT_VERSION = 1
+#: Written by :meth:`HousePriceModel.save`; 2 added the optional ``linear_baseline``. A reader
+#: that predates a format refuses it rather than silently dropping part of the model.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 BOOSTER_FILE = "model.txt"
 PREPROCESSING_FILE = "preprocessing.json"
 
@@ -45,6 +50,76 @@ def category_codes(column: str) -> dict[str, int]:
     return {value: code for code, value in enumerate(schema.ALLOWED[column])}
 
 
+class LinearBaseline:
+    """A linear model on the encoded features, in target-transform units, that trees correct.
+
+    Inputs are clipped to the range seen in training before the dot product, so the baseline
+    stays flat outside the data (as trees do) instead of extrapolating a price for a
+    1,000,000 sq ft house.
+
+    Args:
+        intercept: the constant term.
+        coefficients: one weight per feature in :data:`bridgeai.schema.FEATURES` order, applied
+            to the encoded matrix (categoricals as their integer codes).
+        lower: per-feature lower clip bound (the training minimum).
+        upper: per-feature upper clip bound (the training maximum).
+    """
+
+    def __init__(
+        self,
+        intercept: float,
+        coefficients: Sequence[float] | np.ndarray,
+        lower: Sequence[float] | np.ndarray,
+        upper: Sequence[float] | np.ndarray,
+    ) -> None:
+        sizes = {len(coefficients), len(lower), len(upper)}
+        if sizes != {len(schema.FEATURES)}:
+            raise ValueError(
+                f"a linear baseline needs {len(schema.FEATURES)} coefficients and bounds"
+            )
+        self.intercept = float(intercept)
+        self.coefficients = np.asarray(coefficients, dtype=np.float64)
+        self.lower = np.asarray(lower, dtype=np.float64)
+        self.upper = np.asarray(upper, dtype=np.float64)
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """The baseline for each row of an encoded matrix."""
+        clipped = np.clip(matrix, self.lower, self.upper)
+        return np.asarray(clipped @ self.coefficients + self.intercept, dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, keyed by feature name."""
+        return {
+            "intercept": self.intercept,
+            "features": {
+                name: {
+                    "coefficient": float(self.coefficients[j]),
+                    "lower": float(self.lower[j]),
+                    "upper": float(self.upper[j]),
+                }
+                for j, name in enumerate(schema.FEATURES)
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> LinearBaseline:
+        """Read :meth:`to_dict`'s form back.
+
+        Raises:
+            ValueError: a feature of the schema is missing.
+        """
+        features = doc["features"]
+        missing = [f for f in schema.FEATURES if f not in features]
+        if missing:
+            raise ValueError(f"linear baseline lacks feature(s) {', '.join(missing)}")
+        return cls(
+            intercept=doc["intercept"],
+            coefficients=[features[f]["coefficient"] for f in schema.FEATURES],
+            lower=[features[f]["lower"] for f in schema.FEATURES],
+            upper=[features[f]["upper"] for f in schema.FEATURES],
+        )
+
+
 @dataclass
 class HousePriceModel:
     """A trained booster with its preprocessing; see the module docstring."""
@@ -55,6 +130,8 @@ class HousePriceModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     features: tuple[str, ...] = schema.FEATURES
+    #: The linear model the booster was boosted from (its ``init_score``), or None.
+    baseline: LinearBaseline | None = None
 
     def __post_init__(self) -> None:
         self._codes = {c: category_codes(c) for c in schema.CATEGORICAL}
@@ -137,6 +214,8 @@ class HousePriceModel:
         """
         raw = self.booster.predict(matrix, num_threads=num_threads)
         raw = np.asarray(raw, dtype=np.float64)
+        if self.baseline is not None:
+            raw = raw + self.baseline.predict(matrix)
         return np.expm1(raw) if self.target_transform == "log" else raw
 
     def predict(
@@ -163,6 +242,7 @@ class HousePriceModel:
             "medians": self.medians,
             "target_transform": self.target_transform,
             "metadata": self.metadata,
+            "linear_baseline": self.baseline.to_dict() if self.baseline is not None else None,
         }
         (directory / PREPROCESSING_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True))
         return directory
@@ -185,10 +265,11 @@ class HousePriceModel:
                 f"(expected {BOOSTER_FILE} and {PREPROCESSING_FILE})"
             )
         doc = json.loads(doc_path.read_text())
-        if doc.get("format_version") != FORMAT_VERSION:
+        if doc.get("format_version") not in READABLE_FORMATS:
+            readable = ", ".join(map(str, READABLE_FORMATS))
             raise ValueError(
                 f"{directory}: model format {doc.get('format_version')!r}, "
-                f"this code reads {FORMAT_VERSION}"
+                f"this code reads {readable}"
             )
         if tuple(doc["features"]) != schema.FEATURES:
             raise ValueError(f"{directory}: features {doc['features']} differ from the schema")
@@ -197,11 +278,13 @@ class HousePriceModel:
         for name in schema.NUMERIC:
             if name not in medians or math.isnan(medians[name]):
                 raise ValueError(f"{directory}: no imputation value for {name}")
+        baseline_doc = doc.get("linear_baseline")
         return cls(
             booster=booster,
             medians=medians,
             target_transform=doc["target_transform"],
             metadata=doc.get("metadata", {}),
+            baseline=LinearBaseline.from_dict(baseline_doc) if baseline_doc else None,
         )
 
 
