@@ -1,0 +1,57 @@
+"""The prediction service: FastAPI over the OIP v2 model, logging every request durably.
+
+``bridgeai serve`` runs :func:`main`; tests and embedding code build the app with
+:func:`create_app`. See ``docs/prediction-service.md``.
+"""
+
+from __future__ import annotations
+
+from bridgeai.service.app import create_app
+from bridgeai.service.settings import ServiceSettings
+
+__all__ = ["ServiceSettings", "create_app", "main"]
+
+
+def main(
+    host: str = "127.0.0.1", port: int = 8000, settings: ServiceSettings | None = None
+) -> None:
+    """Run the service under uvicorn until SIGINT/SIGTERM, then flush the prediction log.
+
+    Configuration errors (a bad ``BRIDGEAI_*`` value, a spool directory owned by another
+    process) exit with status 2 and a one-line message instead of a traceback.
+
+    Args:
+        host: interface to bind.
+        port: port to listen on.
+        settings: process settings; read from ``BRIDGEAI_*`` environment variables if omitted.
+    """
+    import logging
+    import sys
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from bridgeai.service.spool import Spool, SpoolLockedError
+
+    try:
+        settings = settings or ServiceSettings()
+        app = create_app(settings)
+        spool = Spool(settings.resolved_spool_dir())
+        spool.open()  # fail now, not inside uvicorn's lifespan, if another process owns it
+        spool.close()
+    except (ValidationError, ValueError, SpoolLockedError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        server_header=False,
+    )

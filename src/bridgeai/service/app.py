@@ -1,0 +1,386 @@
+"""The FastAPI app: ``create_app(settings)`` builds it, its lifespan owns the pools.
+
+Routes: ``POST /predict`` and ``POST /predict/batch`` (the original's contract, plus model name,
+version and request id), ``GET /health`` (liveness), ``GET /ready`` (database and model
+reachable), ``GET /metrics`` (Prometheus). Swagger UI is at ``/swagger``, ReDoc at ``/api-docs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from bridgeai import __version__, prediction_log
+from bridgeai.service import models
+from bridgeai.service.batching import InferenceBatcher
+from bridgeai.service.errors import (
+    BatchTooLarge,
+    ServiceError,
+    install_error_handlers,
+    json_response,
+)
+from bridgeai.service.log_writer import LogWriter
+from bridgeai.service.metrics import MetricsMiddleware, ServiceMetrics
+from bridgeai.service.model_client import Inference, ModelClient
+from bridgeai.service.security import ApiKeyMiddleware
+from bridgeai.service.settings import ServiceSettings
+from bridgeai.service.spool import Spool
+
+logger = logging.getLogger("bridgeai.service")
+
+#: Bytes one house may take in a request body, generously (the example is ~250 bytes).
+_BYTES_PER_HOUSE = 2048
+
+
+class _RequestIds:
+    """Random (version 4) UUIDs drawn from a buffer: one ``getrandom`` call per 256 ids."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._offset = 0
+        os.register_at_fork(after_in_child=self._reset)  # a forked worker must not reuse ids
+
+    def _reset(self) -> None:
+        self._buffer, self._offset = b"", 0
+
+    def next(self) -> str:
+        if self._offset + 16 > len(self._buffer):
+            self._buffer, self._offset = os.urandom(16 * 256), 0
+        raw = self._buffer[self._offset : self._offset + 16]
+        self._offset += 16
+        return uuid.UUID(bytes=raw, version=4).hex
+
+
+@dataclass
+class ServiceState:
+    """Everything the routes need, built in the lifespan and kept on ``app.state.service``."""
+
+    settings: ServiceSettings
+    model: ModelClient
+    batcher: InferenceBatcher
+    writer: LogWriter
+    metrics: ServiceMetrics
+    request_ids: _RequestIds
+
+    def log(
+        self,
+        request_id: str,
+        houses: Sequence[dict[str, Any]],
+        prices: Sequence[float] | None,
+        status: int,
+        model_version: str | None,
+        started: float,
+    ) -> None:
+        """Queue one log row per house (never blocks the request)."""
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        now = datetime.now(UTC)
+        name = self.settings.model_name
+        self.writer.submit(
+            [
+                {
+                    **house,
+                    "prediction": prices[i] if prices is not None else None,
+                    "model_name": name,
+                    "model_version": model_version,
+                    "request_id": request_id,
+                    "batch_index": i,
+                    "latency_ms": latency_ms,
+                    "status": status,
+                    "created_at": now,
+                }
+                for i, house in enumerate(houses)
+            ]
+        )
+
+
+async def get_state(request: Request) -> ServiceState:
+    """The running service's state (a dependency; tests may override it).
+
+    Async, like every dependency here: FastAPI runs plain ``def`` dependencies in a thread
+    pool, which costs more than the whole prediction at high request rates.
+    """
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": models.ErrorResponse, "description": "API key missing or wrong."},
+    422: {"model": models.ErrorResponse, "description": "Invalid house: the fields are named."},
+    502: {"model": models.ErrorResponse, "description": "The model server answered an error."},
+    503: {"model": models.ErrorResponse, "description": "The model server is unreachable."},
+}
+
+router = APIRouter()
+
+
+async def _infer(
+    request: Request, state: ServiceState, houses: list[dict[str, Any]]
+) -> tuple[str, Inference]:
+    request_id = state.request_ids.next()
+    request.state.request_id = request_id
+    started = getattr(request.state, "started", None) or time.perf_counter()
+    try:
+        inference = await state.batcher.infer(houses)
+    except ServiceError as exc:
+        request.state.model_version = state.model.model_version
+        state.log(request_id, houses, None, exc.status, state.model.model_version, started)
+        raise
+    request.state.model_version = inference.model_version
+    state.log(request_id, houses, inference.prices, 200, inference.model_version, started)
+    return request_id, inference
+
+
+@router.post(
+    "/predict",
+    response_model=models.PredictionResponse,
+    responses=_ERRORS,
+    summary="Predict one house's price",
+    tags=["prediction"],
+)
+async def predict(house: models.House, request: Request, state: StateDep) -> Response:  # type: ignore[valid-type]
+    """Price one house: the original's request and response, plus model and request id."""
+    request_id, inference = await _infer(request, state, [house.model_dump()])  # type: ignore[attr-defined]
+    body = {
+        "status": 200,
+        "message": models.MESSAGE,
+        "response": {"prediction": inference.prices[0], "unit": models.UNIT},
+        "model_name": state.settings.model_name,
+        "model_version": inference.model_version,
+        "request_id": request_id,
+    }
+    return json_response(200, body, {"X-Request-ID": request_id})
+
+
+@router.post(
+    "/predict/batch",
+    response_model=models.BatchPredictionResponse,
+    responses=_ERRORS,
+    summary="Predict many houses' prices in one call",
+    tags=["prediction"],
+)
+async def predict_batch(batch: models.BatchRequest, request: Request, state: StateDep) -> Response:
+    """Price up to ``BRIDGEAI_MAX_BATCH_ROWS`` houses with one model call, in request order."""
+    limit = state.settings.max_batch_rows
+    if len(batch.houses) > limit:
+        raise BatchTooLarge(
+            f"houses: {len(batch.houses)} rows exceed the limit of {limit} per request "
+            "(BRIDGEAI_MAX_BATCH_ROWS); split the batch"
+        )
+    houses = [house.model_dump() for house in batch.houses]
+    request_id, inference = await _infer(request, state, houses)
+    body = {
+        "status": 200,
+        "message": models.BATCH_MESSAGE,
+        "response": {"predictions": inference.prices, "unit": models.UNIT},
+        "model_name": state.settings.model_name,
+        "model_version": inference.model_version,
+        "request_id": request_id,
+    }
+    return json_response(200, body, {"X-Request-ID": request_id})
+
+
+@router.get(
+    "/health",
+    response_model=models.Health,
+    responses={503: {"model": models.Health}},
+    tags=["operations"],
+)
+async def health(state: StateDep) -> Response:
+    """Liveness: the process answers and its prediction-log writer is running."""
+    alive = state.writer.alive
+    body = {"status": "ok" if alive else "log writer stopped", "log_writer_alive": alive}
+    return json_response(200 if alive else 503, body)
+
+
+@router.get(
+    "/ready",
+    response_model=models.Readiness,
+    responses={503: {"model": models.Readiness}},
+    tags=["operations"],
+)
+async def ready(state: StateDep) -> Response:
+    """Readiness: the database answers ``SELECT 1`` and the model server has the model."""
+    timeout = state.settings.ready_timeout
+    try:
+        db_ok, db_detail = await asyncio.wait_for(
+            asyncio.to_thread(state.writer.check_database), timeout
+        )
+    except TimeoutError:
+        db_ok, db_detail = False, f"{state.writer.redacted_url} did not answer in {timeout:g}s"
+    model_state = await state.model.state(timeout)
+    ok = db_ok and model_state.ok
+    body = {
+        "ready": ok,
+        "database": {"ok": db_ok, "detail": db_detail},
+        "model": {
+            "ok": model_state.ok,
+            "detail": model_state.detail,
+            "url": state.model.base_url,
+            "name": state.settings.model_name,
+            "version": model_state.version,
+        },
+        "spool_depth": state.writer.spool.depth,
+        "queue_depth": state.writer.queue_depth,
+    }
+    return json_response(200 if ok else 503, body)
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    """Prometheus metrics (text exposition format)."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class BodyLimitMiddleware:
+    """Refuse (413) a declared body larger than the biggest valid batch could be."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    if value.isdigit() and int(value) > self.max_bytes:
+                        body = {
+                            "status": 413,
+                            "message": f"Request body over {self.max_bytes} bytes; "
+                            "send fewer houses per request",
+                        }
+                        await json_response(413, body)(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
+def _build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceState:
+    model = ModelClient(
+        settings.model_url,
+        settings.model_name,
+        timeout=settings.model_timeout,
+        retries=settings.model_retries,
+        backoff=settings.model_retry_backoff,
+        max_connections=settings.model_max_connections,
+    )
+    writer = LogWriter(
+        settings.resolved_database_url(),
+        Spool(settings.resolved_spool_dir()),
+        batch_size=settings.log_batch_size,
+        flush_interval=settings.log_flush_interval,
+        queue_limit=settings.log_queue_limit,
+        connect_timeout=settings.db_connect_timeout,
+        retry_interval=settings.db_retry_interval,
+    )
+    batcher = InferenceBatcher(
+        model, max_rows=settings.model_batch_rows, max_wait=settings.model_batch_wait
+    )
+    return ServiceState(
+        settings=settings,
+        model=model,
+        batcher=batcher,
+        writer=writer,
+        metrics=metrics,
+        request_ids=_RequestIds(),
+    )
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """Build the prediction service.
+
+    Args:
+        settings: process settings; read from ``BRIDGEAI_*`` environment variables if omitted.
+
+    Raises:
+        ValueError: ``BRIDGEAI_DATABASE_URL`` is not a PostgreSQL or SQLite URL.
+    """
+    settings = settings or ServiceSettings()
+    prediction_log.sqlalchemy_url(settings.resolved_database_url())  # fail fast on a bad URL
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = _build_state(settings, metrics)
+        # Connecting and migrating can block for the connect timeout: keep the loop free.
+        await asyncio.to_thread(state.writer.start)
+        metrics.writer = state.writer
+        await state.model.open()
+        model_state = await state.model.state(settings.ready_timeout)
+        logger.info(
+            "prediction service up: model %s at %s (%s), prediction log %s",
+            settings.model_name,
+            state.model.base_url,
+            model_state.detail,
+            state.writer.redacted_url,
+        )
+        app.state.service = state
+        try:
+            yield
+        finally:
+            await state.model.close()
+            await asyncio.to_thread(state.writer.stop, settings.shutdown_timeout)
+            logger.info(
+                "prediction service stopped: %d log rows written, %d spooled on disk",
+                state.writer.rows_written,
+                state.writer.spool.depth,
+            )
+
+    app = FastAPI(
+        title="House price prediction API",
+        description=(
+            "Prices a house with the champion model served over the Open Inference Protocol "
+            "v2, and logs every request to `prediction_logs` for drift monitoring."
+        ),
+        version=__version__,
+        docs_url="/swagger",
+        redoc_url="/api-docs",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    max_bytes = settings.max_batch_rows * _BYTES_PER_HOUSE + 64 * 1024
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
+    if settings.api_key is not None and settings.api_key.get_secret_value():
+        app.add_middleware(
+            ApiKeyMiddleware,
+            api_key=settings.api_key.get_secret_value(),
+            header=settings.api_key_header,
+        )
+    # Added last, so outermost: counts 401s and 413s too.
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI, settings: ServiceSettings) -> dict[str, Any]:
+    """FastAPI's schema plus what depends on settings: the batch limit and the API key."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    batch = schema["components"]["schemas"]["BatchRequest"]["properties"]["houses"]
+    batch["maxItems"] = settings.max_batch_rows
+    if settings.api_key is not None and settings.api_key.get_secret_value():
+        schema["components"]["securitySchemes"] = {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": settings.api_key_header}
+        }
+        for path in ("/predict", "/predict/batch"):
+            schema["paths"][path]["post"]["security"] = [{"ApiKey": []}]
+    app.openapi_schema = schema
+    return schema

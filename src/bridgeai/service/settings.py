@@ -1,0 +1,99 @@
+"""The prediction service's process settings, read from ``BRIDGEAI_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bridgeai.paths import home_dir
+
+MODEL_NAME = "house_price_prediction_prod"
+
+
+class ServiceSettings(BaseSettings):
+    """Configuration of one prediction-service process.
+
+    Every field is read from the environment with the ``BRIDGEAI_`` prefix, for example
+    ``BRIDGEAI_MODEL_URL``, ``BRIDGEAI_DATABASE_URL``, ``BRIDGEAI_API_KEY`` or
+    ``BRIDGEAI_MAX_BATCH_ROWS``. Secrets (the API key and the database URL, which may carry a
+    password) are :class:`~pydantic.SecretStr`, so they never appear in a repr or a log line.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BRIDGEAI_", extra="ignore")
+
+    model_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Base URL of the OIP v2 model server (`bridgeai serve-model`, or KServe).",
+    )
+    model_name: str = Field(MODEL_NAME, description="Model name on the v2 server.")
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://user:password@host:port/db or sqlite:///file.db; "
+        "default: a SQLite file under $BRIDGEAI_HOME/service.",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="When set, /predict* requires it in the API-key header."
+    )
+    api_key_header: str = Field("X-API-Key", description="Header carrying the API key.")
+    max_batch_rows: int = Field(1000, ge=1, le=100_000, description="Rows per /predict/batch.")
+
+    model_timeout: float = Field(5.0, gt=0, description="Seconds one model call may take.")
+    model_retries: int = Field(
+        2, ge=0, le=10, description="Extra attempts when the model server cannot be reached."
+    )
+    model_retry_backoff: float = Field(
+        0.05, ge=0, description="First retry delay in seconds; doubles per attempt (jittered)."
+    )
+    model_max_connections: int = Field(
+        64, ge=1, description="Pooled keep-alive connections to the model server."
+    )
+    model_batch_rows: int = Field(
+        64,
+        ge=1,
+        description="Most rows one coalesced model call carries; 1 turns dynamic batching off.",
+    )
+    model_batch_wait: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Seconds to wait for more requests to share a model call; 0 coalesces "
+        "only requests that arrive together (adds no latency).",
+    )
+
+    log_batch_size: int = Field(500, ge=1, description="Rows per database insert.")
+    log_flush_interval: float = Field(
+        0.1, gt=0, description="Longest wait in seconds before queued rows are written."
+    )
+    log_queue_limit: int = Field(
+        50_000, ge=1, description="Rows held in memory before they go to the disk spool."
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="Durable spool for log rows while the database is down; "
+        "default $BRIDGEAI_HOME/service/spool. One directory per service process.",
+    )
+    db_connect_timeout: float = Field(3.0, gt=0, description="Seconds to connect to the DB.")
+    db_retry_interval: float = Field(
+        1.0, gt=0, description="Seconds between reconnection attempts while the DB is down."
+    )
+    shutdown_timeout: float = Field(
+        30.0, gt=0, description="Seconds a clean shutdown may spend flushing log rows."
+    )
+    ready_timeout: float = Field(2.0, gt=0, description="Seconds each /ready check may take.")
+
+    log_level: str = Field("info", description="uvicorn log level.")
+    access_log: bool = Field(False, description="uvicorn access log (costs CPU under load).")
+
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or embedded mode's SQLite file."""
+        if self.database_url is not None and self.database_url.get_secret_value():
+            return self.database_url.get_secret_value()
+        from bridgeai.prediction_log import default_database_url
+
+        return default_database_url()
+
+    def resolved_spool_dir(self) -> Path:
+        """The spool directory (created on first use by the spool)."""
+        return self.spool_dir or home_dir("service", "spool", create=False)

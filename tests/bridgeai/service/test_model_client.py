@@ -1,0 +1,163 @@
+"""The pooled v2 client: the original's encoding (lower-cased), against a real model server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import pytest
+
+from bridgeai import procs, schema
+from bridgeai.service.errors import ModelFailed, ModelUnavailable
+from bridgeai.service.model_client import ModelClient, parse_v2_response, v2_request
+from tests.support.service import MODEL_NAME
+
+HOUSE = dict(schema.EXAMPLE_HOUSE)
+
+
+def test_request_is_the_originals_encoding_with_categoricals_lower_cased() -> None:
+    upper = {k: v.upper() if isinstance(v, str) else v for k, v in HOUSE.items()}
+    doc = orjson.loads(v2_request([upper, HOUSE], request_id="r-1"))
+    assert doc["id"] == "r-1"
+    assert [i["name"] for i in doc["inputs"]] == list(schema.FEATURES)
+    by_name = {i["name"]: i for i in doc["inputs"]}
+    for name in schema.FEATURES:
+        assert by_name[name]["datatype"] == schema.V2_DATATYPE[name]
+        assert by_name[name]["shape"] == [2]
+    assert by_name["mainroad"]["data"] == ["yes", "yes"]
+    assert by_name["furnishingstatus"]["data"] == ["furnished", "furnished"]
+    assert by_name["area"]["data"] == [1200.0, 1200.0]
+    assert by_name["bedrooms"]["data"] == [3, 3]
+    assert by_name["area"]["datatype"] == "FP32" and by_name["bedrooms"]["datatype"] == "INT64"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"{}", b'{"outputs": []}', b'{"outputs": [{"name": "price", "data": ["x"]}]}'],
+)
+def test_unreadable_responses_are_a_clear_502(payload: bytes) -> None:
+    with pytest.raises(ModelFailed, match="not an OIP v2 inference response"):
+        parse_v2_response(payload, 1)
+
+
+def test_a_response_with_the_wrong_number_of_prices_is_refused() -> None:
+    payload = orjson.dumps({"outputs": [{"name": "price", "data": [1.0, 2.0]}]})
+    with pytest.raises(ModelFailed, match="2 prices for 1 houses"):
+        parse_v2_response(payload, 1)
+
+
+def test_price_output_found_by_name_and_version_read() -> None:
+    payload = orjson.dumps(
+        {
+            "model_version": 4,
+            "outputs": [{"name": "other", "data": [0.0]}, {"name": "price", "data": [9.5]}],
+        }
+    )
+    result = parse_v2_response(payload, 1)
+    assert result.prices == [9.5] and result.model_version == "4"
+
+
+async def _with_client(url: str, coro, **kwargs):  # type: ignore[no-untyped-def]
+    client = ModelClient(url, kwargs.pop("name", MODEL_NAME), **kwargs)
+    await client.open()
+    try:
+        return await coro(client)
+    finally:
+        await client.close()
+
+
+@pytest.mark.integration
+def test_prices_match_the_model_and_categoricals_count(model_server, local_model) -> None:
+    houses = [
+        HOUSE,
+        {**HOUSE, "airconditioning": "NO", "prefarea": "Yes"},
+        {**HOUSE, "furnishingstatus": "UNFURNISHED", "mainroad": "no", "basement": "no"},
+    ]
+
+    async def call(client: ModelClient):
+        return await client.infer(houses, request_id="abc")
+
+    result = asyncio.run(_with_client(model_server.url, call))
+    expected = local_model.predict({f: [h[f] for h in houses] for f in schema.FEATURES})
+    assert result.prices == pytest.approx(expected.tolist(), rel=1e-9)
+    # The original upper-cased categoricals and its model ignored them; here they move prices.
+    assert len(set(result.prices)) == 3
+    assert result.model_version == "unversioned"
+
+
+@pytest.mark.integration
+def test_ready_state_reports_the_version(model_server) -> None:
+    async def call(client: ModelClient):
+        return await client.state(timeout=5)
+
+    state = asyncio.run(_with_client(model_server.url, call))
+    assert state.ok and state.version == "unversioned"
+
+
+def test_unreachable_server_is_503_after_bounded_retries() -> None:
+    url = f"http://127.0.0.1:{procs.free_port()}"
+
+    async def call(client: ModelClient):
+        started = time.perf_counter()
+        with pytest.raises(ModelUnavailable) as caught:
+            await client.infer([HOUSE])
+        state = await client.state(timeout=2)
+        return caught.value, time.perf_counter() - started, state
+
+    error, elapsed, state = asyncio.run(_with_client(url, call, retries=2, backoff=0.01))
+    assert "unreachable" in error.message and "after 3 attempts" in error.message
+    assert "BRIDGEAI_MODEL_URL" in error.message
+    assert elapsed < 5
+    assert not state.ok and "unreachable" in state.detail
+
+
+@pytest.mark.integration
+def test_wrong_model_name_says_which_setting_to_fix(model_server) -> None:
+    async def call(client: ModelClient):
+        with pytest.raises(ModelUnavailable) as caught:
+            await client.infer([HOUSE])
+        return caught.value
+
+    error = asyncio.run(_with_client(model_server.url, call, name="no_such_model"))
+    assert "no_such_model" in error.message and "BRIDGEAI_MODEL_NAME" in error.message
+
+
+@pytest.mark.integration
+def test_values_the_server_rejects_are_a_502_with_its_reason(model_server) -> None:
+    async def call(client: ModelClient):
+        with pytest.raises(ModelFailed) as caught:
+            await client.infer([{**HOUSE, "mainroad": "maybe"}])
+        return caught.value
+
+    error = asyncio.run(_with_client(model_server.url, call))
+    assert "HTTP 400" in error.message and "mainroad" in error.message
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_hung_server_times_out_and_a_restarted_one_is_reconnected(own_model_server) -> None:
+    server = own_model_server
+
+    async def scenario(client: ModelClient):
+        first = await client.infer([HOUSE])  # opens a pooled keep-alive connection
+        server.pause()
+        started = time.perf_counter()
+        with pytest.raises(ModelUnavailable) as caught:
+            await client.infer([HOUSE])
+        waited = time.perf_counter() - started
+        server.resume()
+        await asyncio.to_thread(server.stop)
+        with pytest.raises(ModelUnavailable):
+            await client.infer([HOUSE])
+        await asyncio.to_thread(server.start)
+        # The pooled connection died with the old process: the retry must absorb that.
+        again = await client.infer([HOUSE])
+        return first, caught.value, waited, again
+
+    first, error, waited, again = asyncio.run(
+        _with_client(server.url, scenario, timeout=1.0, retries=2, backoff=0.01)
+    )
+    assert "did not answer within 1s" in error.message
+    assert waited < 3  # one timeout, not one per retry
+    assert again.prices == first.prices
