@@ -98,9 +98,97 @@ def wait_for_event(event_id: str, timeout: float = 90.0) -> Any:
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
-            page = client.read_events(EventFilter(id=EventIDFilter(id=[UUID(event_id)])))
+            # limit: the client defaults to 100, above the server's maximum of 50.
+            page = client.read_events(EventFilter(id=EventIDFilter(id=[UUID(event_id)])), limit=10)
             if page.events:
                 return page.events[0]
             if time.monotonic() > deadline:
                 raise AssertionError(f"event {event_id} not in the Prefect API after {timeout} s")
             time.sleep(1.0)
+
+
+# -- blocks, data versions, a champion and a prediction log for the flow tests ------------------
+@dataclass
+class DriftEnv:
+    """Saved block names the flow is called with, and the storage behind them."""
+
+    storage_block: str
+    repository_block: str
+    mlflow_block: str
+    storage: Any
+    tracking_uri: str
+
+    def blocks(self) -> dict[str, str]:
+        return {
+            "storage_block": self.storage_block,
+            "repository_block": self.repository_block,
+            "mlflow_block": self.mlflow_block,
+        }
+
+
+def save_drift_blocks(s3_server: Any, root: Path) -> DriftEnv:
+    """Save an ObjectStorage (fresh buckets on ``s3_server``), a DataRepository and an MLflow
+    block under unique names, so these tests never depend on what other tests saved."""
+    import secrets
+
+    from blocks import DataRepository, MLflowServer
+
+    suffix = secrets.token_hex(3)
+    storage = s3_server.storage(
+        data_bucket=f"drift-data-{suffix}",
+        reports_bucket=f"drift-reports-{suffix}",
+        mlflow_bucket=f"drift-mlflow-{suffix}",
+    )
+    storage.ensure_buckets()
+    storage.save(f"drift-storage-{suffix}")
+    DataRepository(workdir=str(root / "data-repo")).save(f"drift-repo-{suffix}")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    MLflowServer(tracking_uri=tracking_uri).save(f"drift-mlflow-{suffix}")
+    return DriftEnv(
+        storage_block=f"drift-storage-{suffix}",
+        repository_block=f"drift-repo-{suffix}",
+        mlflow_block=f"drift-mlflow-{suffix}",
+        storage=storage,
+        tracking_uri=tracking_uri,
+    )
+
+
+def ingest(env: DriftEnv, csv: Path) -> str:
+    """Version ``csv`` with the real data-ingestion flow and return its tag."""
+    from flows.ingest import data_ingestion
+
+    version = data_ingestion(
+        source=str(csv), storage_block=env.storage_block, repository_block=env.repository_block
+    )
+    return version.tag
+
+
+def register_champion(env: DriftEnv, model: Any, data_version: str) -> str:
+    """Register ``model`` as a new version of the block's model, tag its data version and make
+    it the champion, as the training flow does; return the version number."""
+    import mlflow
+
+    from blocks import MLflowServer
+    from bridgeai.mlflow_model import log_model
+
+    server = MLflowServer.load(env.mlflow_block)
+    client = server.client()
+    experiment = server.ensure_experiment(client)
+    with mlflow.start_run(experiment_id=experiment):
+        info = log_model(model, registered_model_name=server.registered_model)
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(server.registered_model, version, "data_version", data_version)
+    client.set_registered_model_alias(server.registered_model, server.alias, version)
+    return version
+
+
+def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
+    """The artifacts a flow run published, by key."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in found}

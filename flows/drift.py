@@ -1,0 +1,511 @@
+"""The drift-monitoring flow: is the data the model meets still like the data it learned from?
+
+From a notebook::
+
+    from flows.drift import drift_monitoring
+    drift_monitoring(reference="data-v1.0.0", current="data-v1.1.0")   # two data versions
+    drift_monitoring(current="production", window_hours=24)            # the last day's traffic
+
+The work is done by :mod:`bridgeai.drift`; this module only orchestrates it: load the two sides,
+compare, draw and store the Evidently report, publish artifacts, and emit
+``bridgeai.drift.detected`` when the drifted share reaches the threshold.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+from prefect.cache_policies import NONE as NO_CACHE
+from prefect.tasks import exponential_backoff
+from pydantic import Field
+
+from bridgeai import drift
+from bridgeai.drift import DriftInputError, DriftResult
+from bridgeai.drift_stats import format_score
+
+#: Name of the event emitted when drift reaches the threshold (prefect.yaml triggers on it).
+DRIFT_EVENT = "bridgeai.drift.detected"
+#: The environment variable holding the prediction log's database URL (as the service uses).
+DATABASE_URL_ENV = "BRIDGEAI_DATABASE_URL"
+PRODUCTION = "production"
+
+_TRANSIENT_NAMES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "OperationalError",
+        "ServerDisconnectedError",
+        "ClientOSError",
+    }
+)
+
+
+def _is_transient(exc: BaseException | None) -> bool:
+    """A network hiccup worth retrying (timeouts, refused connections), not a user error."""
+    while exc is not None:
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return True
+        if type(exc).__name__ in _TRANSIENT_NAMES:
+            return True
+        if "cannot read the prediction log" in str(exc):  # PredictionLogError: unreachable DB
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except Exception as exc:
+        return _is_transient(exc)
+    return False
+
+
+_IO_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": _retry_transient,
+}
+# Tasks that hand frames on: in-process only, never hashed for a cache key or persisted.
+_FRAMES: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+# -- I/O tasks ------------------------------------------------------------------------------
+@task(name="champion-data-version", **_IO_RETRIES)
+def champion_data_version(mlflow_block: str) -> str:
+    """The data version the champion model was trained on (its ``data_version`` tag)."""
+    from blocks import MLflowServer, load_block
+
+    server = load_block(MLflowServer, mlflow_block)
+    return drift.champion_data_version(server.client(), server.registered_model, server.alias)
+
+
+@task(name="load-train-split", **_IO_RETRIES, **_FRAMES)
+def load_train_split(
+    tag: str, storage_block: str, repository_block: str
+) -> tuple[str, pl.DataFrame]:
+    """The train split of data version ``tag``, and the concrete tag it resolved to."""
+    from blocks import DataRepository, ObjectStorage, load_block
+    from bridgeai import data_versions
+
+    storage = load_block(ObjectStorage, storage_block)
+    repository = load_block(DataRepository, repository_block)
+    version = data_versions.describe(tag, repository=repository)
+    frame = data_versions.load_split(version.tag, "train", storage=storage, repository=repository)
+    return version.tag, frame
+
+
+@task(name="read-prediction-window", **_IO_RETRIES, **_FRAMES)
+def read_prediction_window(
+    start: datetime, end: datetime, database_url_secret: str | None
+) -> tuple[pl.DataFrame, str]:
+    """Logged successful predictions in ``[start, end)``, and the (redacted) database URL."""
+    from bridgeai import prediction_log
+
+    url = _database_url(database_url_secret)
+    return prediction_log.read_window(url, start, end), prediction_log.redacted(url)
+
+
+def _database_url(secret_block: str | None) -> str:
+    from bridgeai import prediction_log
+
+    if secret_block:
+        from prefect.blocks.system import Secret
+
+        return str(Secret.load(secret_block).get())
+    return os.environ.get(DATABASE_URL_ENV) or prediction_log.default_database_url()
+
+
+@task(name="score-reference", **_IO_RETRIES, **_FRAMES)
+def score_reference(reference: pl.DataFrame, mlflow_block: str) -> tuple[pl.Series, str]:
+    """The champion's predictions for the reference rows, and which model version made them."""
+    import mlflow
+
+    from blocks import MLflowServer, load_block
+
+    server = load_block(MLflowServer, mlflow_block)
+    version = drift.champion_version(server.client(), server.registered_model, server.alias)
+    with tempfile.TemporaryDirectory(prefix="bridgeai-drift-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=server.model_uri(version.version), dst_path=tmp
+        )
+        return drift.predict_prices(local, reference), str(version.version)
+
+
+@task(name="store-report", **_IO_RETRIES)
+def store_report(report: drift.RenderedReport, storage_block: str) -> drift.ReportLocation:
+    """Upload the HTML and JSON to the reports bucket."""
+    from blocks import ObjectStorage, load_block
+
+    return drift.upload_report(load_block(ObjectStorage, storage_block), report)
+
+
+# -- pure tasks -------------------------------------------------------------------------------
+@task(name="compare", **_FRAMES)
+def compare(
+    reference: pl.DataFrame, current: pl.DataFrame, specs: list[drift.ColumnSpec], **kwargs: Any
+) -> DriftResult:
+    """Per-column tests on every row (see :func:`bridgeai.drift.analyse`)."""
+    return drift.analyse(reference, current, specs, **kwargs)
+
+
+@task(name="render-report", **_FRAMES)
+def render_report(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    result: DriftResult,
+    specs: list[drift.ColumnSpec],
+    sample_rows: int,
+) -> drift.RenderedReport:
+    """Evidently's HTML and JSON report (charts sampled, scores from all rows)."""
+    return drift.render_report(reference, current, result, specs, sample_rows=sample_rows)
+
+
+# -- the flow ---------------------------------------------------------------------------------
+@flow(name="drift-monitoring")
+def drift_monitoring(
+    reference: Annotated[
+        str | None,
+        Field(
+            description="Data version whose train split is the reference (data-vX.Y.Z, "
+            "data-latest, data-previous). Empty: the version the champion was trained on."
+        ),
+    ] = None,
+    current: Annotated[
+        str,
+        Field(
+            description="Another data version (its train split), or 'production' for a "
+            "window of logged predictions."
+        ),
+    ] = "data-latest",
+    window_start: Annotated[
+        datetime | None,
+        Field(description="Production window start (UTC if naive). Empty: end - window_hours."),
+    ] = None,
+    window_end: Annotated[
+        datetime | None,
+        Field(description="Production window end, exclusive (UTC if naive). Empty: now."),
+    ] = None,
+    window_hours: Annotated[
+        float, Field(gt=0, description="Production window length when window_start is empty.")
+    ] = 24.0,
+    drift_share_threshold: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=1,
+            description="Dataset drift (and the bridgeai.drift.detected event) when at least "
+            "this share of the compared columns drift.",
+        ),
+    ] = 0.5,
+    stattest_threshold: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="One threshold for every column's test. Empty: each test's default "
+            "(0.05 for p-values, 0.1 for distances).",
+        ),
+    ] = None,
+    per_column_method: Annotated[
+        dict[str, str] | None,
+        Field(
+            description="Drift test per column instead of Evidently's automatic choice, e.g. "
+            '{"area": "psi"}.'
+        ),
+    ] = None,
+    per_column_threshold: Annotated[
+        dict[str, float] | None,
+        Field(description='Threshold per column, e.g. {"price": 0.01}.'),
+    ] = None,
+    prediction_drift: Annotated[
+        bool,
+        Field(
+            description="Production mode: also compare the logged predictions with the "
+            "champion's predictions for the reference rows."
+        ),
+    ] = True,
+    report_sample_rows: Annotated[
+        int,
+        Field(ge=100, description="Rows per side drawn in the HTML charts (scores use all)."),
+    ] = drift.DEFAULT_SAMPLE_ROWS,
+    emit_drift_event: Annotated[
+        bool, Field(description="Emit bridgeai.drift.detected when dataset drift is detected.")
+    ] = True,
+    storage_block: Annotated[
+        str, Field(description="ObjectStorage block: data versions' remote, reports bucket.")
+    ] = "bridgeai",
+    mlflow_block: Annotated[
+        str, Field(description="MLflowServer block: the champion and its data version.")
+    ] = "bridgeai",
+    repository_block: Annotated[
+        str, Field(description="DataRepository block: the git repository of the data versions.")
+    ] = "bridgeai",
+    database_url_secret: Annotated[
+        str | None,
+        Field(
+            description="Prefect Secret block holding the prediction log's database URL. "
+            "Empty: $BRIDGEAI_DATABASE_URL, else the embedded SQLite log."
+        ),
+    ] = None,
+) -> DriftResult:
+    """Compare current data with the reference, store an Evidently report, alert on drift.
+
+    Args:
+        reference: Data version whose train split is the reference (data-vX.Y.Z, data-latest,
+            data-previous). Empty: the version the champion model was trained on.
+        current: Another data version (its train split), or "production" for a window of
+            logged predictions.
+        window_start: Production window start (UTC when naive). Empty: window_end minus
+            window_hours.
+        window_end: Production window end, exclusive (UTC when naive). Empty: now.
+        window_hours: Length of the production window when window_start is empty.
+        drift_share_threshold: Dataset drift (and the bridgeai.drift.detected event) when at
+            least this share of the compared columns drift (Evidently's drift_share).
+        stattest_threshold: One threshold for every column's test. Empty: each test's default
+            (0.05 for p-values, 0.1 for distances).
+        per_column_method: Drift test per column, e.g. {"area": "psi"}, instead of Evidently's
+            automatic choice (ks, chisquare, z, wasserstein, jensenshannon, or any Evidently test).
+        per_column_threshold: Threshold per column, e.g. {"price": 0.01}.
+        prediction_drift: In production mode, also compare the logged predictions with the
+            champion's predictions for the reference rows.
+        report_sample_rows: Rows per side drawn in the HTML charts (scores use all rows).
+        emit_drift_event: Emit bridgeai.drift.detected when dataset drift is detected.
+        storage_block: ObjectStorage block holding the data versions and the reports bucket.
+        mlflow_block: MLflowServer block (champion model and its data version).
+        repository_block: DataRepository block (the data versions' git repository).
+        database_url_secret: Prefect Secret block holding the prediction log's database URL.
+            Empty: $BRIDGEAI_DATABASE_URL, else the embedded SQLite log.
+
+    Returns:
+        A DriftResult: verdict, drifted share and columns, per-column tests, report URIs.
+    """
+    logger = get_run_logger()
+    production = current == PRODUCTION
+    notes: list[str] = []
+    # Fail on a bad test name before loading anything (it may import Evidently: seconds, not
+    # minutes of loading first).
+    specs = drift.column_specs(target=not production, prediction=production and prediction_drift)
+    drift.check_methods(per_column_method, specs)
+
+    if reference is None:
+        reference = champion_data_version(mlflow_block)
+        logger.info("Reference: %s, the champion's training data", reference)
+    reference_tag, reference_frame = load_train_split(reference, storage_block, repository_block)
+
+    window: tuple[datetime, datetime] | None = None
+    if production:
+        window = _window(window_start, window_end, window_hours)
+        current_frame, source = read_prediction_window(*window, database_url_secret)
+        current_name = PRODUCTION
+        if current_frame.height == 0:
+            result = drift.no_rows_result(
+                reference_name=reference_tag,
+                reference_rows=reference_frame.height,
+                window=window,
+                drift_share_threshold=drift_share_threshold,
+                source=f"prediction_logs at {source}",
+            )
+            logger.warning(result.message)
+            _publish(result)
+            return result
+        if prediction_drift:
+            reference_frame, specs = _with_reference_predictions(
+                reference_frame, current_frame, specs, mlflow_block, notes
+            )
+    else:
+        current_name, current_frame = load_train_split(current, storage_block, repository_block)
+
+    result = compare(
+        reference_frame,
+        current_frame,
+        specs,
+        reference_name=reference_tag,
+        current_name=current_name,
+        drift_share_threshold=drift_share_threshold,
+        threshold=stattest_threshold,
+        per_column_method=per_column_method,
+        per_column_threshold=per_column_threshold,
+        window=window,
+        notes=notes,
+    )
+    logger.info("%s vs %s: %s", reference_tag, current_name, result.message)
+    report = render_report(reference_frame, current_frame, result, specs, report_sample_rows)
+    location = store_report(report, storage_block)
+    result = result.model_copy(
+        update={**location.model_dump(), "report_sample_rows": report.sample_rows}
+    )
+    logger.info("Report: %s (%s)", location.report_uri, location.report_url)
+    if result.drift_detected and emit_drift_event:
+        event = _emit_drift_event(result, mlflow_block)
+        result = result.model_copy(update={"event_id": str(event.id) if event else None})
+        logger.warning("Drift detected: emitted %s (%s)", DRIFT_EVENT, result.event_id)
+    _publish(result)
+    return result
+
+
+def _window(
+    start: datetime | None, end: datetime | None, hours: float
+) -> tuple[datetime, datetime]:
+    end = _utc(end) if end else datetime.now(UTC)
+    start = _utc(start) if start else end - timedelta(hours=hours)
+    if start >= end:
+        raise DriftInputError(
+            f"the production window is empty: window_start {start.isoformat()} is not before "
+            f"window_end {end.isoformat()}"
+        )
+    return start, end
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _with_reference_predictions(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    specs: list[drift.ColumnSpec],
+    mlflow_block: str,
+    notes: list[str],
+) -> tuple[pl.DataFrame, list[drift.ColumnSpec]]:
+    """Add the champion's predictions to the reference, or drop prediction drift with a note.
+
+    Logged predictions are compared with the same model's predictions on the reference rows,
+    not with the reference prices: a regression model's predictions are narrower than the
+    prices it learned from, so that comparison would report drift when nothing changed.
+    """
+    logger = get_run_logger()
+    try:
+        predictions, version = score_reference(reference, mlflow_block)
+    except DriftInputError as exc:
+        notes.append(f"Prediction drift not compared: {exc}")
+        logger.warning(notes[-1])
+        return reference, [s for s in specs if s.role != "prediction"]
+    served = sorted(set(current["model_version"].drop_nulls().to_list()))
+    if served and served != [version]:
+        notes.append(
+            f"The window was served by model version(s) {', '.join(served)}; the reference "
+            f"predictions are the champion's (version {version})."
+        )
+        logger.info(notes[-1])
+    return reference.with_columns(predictions), specs
+
+
+def _emit_drift_event(result: DriftResult, mlflow_block: str) -> Any:
+    """Emit ``bridgeai.drift.detected`` about the registered model, carrying the figures."""
+    from prefect.events import emit_event
+
+    from blocks import MLflowServer, load_block
+
+    model = load_block(MLflowServer, mlflow_block).registered_model
+    related = [
+        {
+            "prefect.resource.id": f"bridgeai.data-version.{result.reference}",
+            "prefect.resource.role": "reference",
+        }
+    ]
+    if result.current != PRODUCTION:
+        related.append(
+            {
+                "prefect.resource.id": f"bridgeai.data-version.{result.current}",
+                "prefect.resource.role": "current",
+            }
+        )
+    return emit_event(
+        event=DRIFT_EVENT,
+        resource={
+            "prefect.resource.id": f"bridgeai.model.{model}",
+            "prefect.resource.name": model,
+        },
+        related=related,
+        payload={
+            "reference": result.reference,
+            "current": result.current,
+            "window_start": result.window_start.isoformat() if result.window_start else None,
+            "window_end": result.window_end.isoformat() if result.window_end else None,
+            "drift_share": result.drift_share,
+            "drift_share_threshold": result.drift_share_threshold,
+            "number_of_columns": result.number_of_columns,
+            "drifted_columns": result.drifted_columns,
+            "scores": {c.column: c.score for c in result.columns if c.drifted},
+            "reference_rows": result.reference_rows,
+            "current_rows": result.current_rows,
+            "report_uri": result.report_uri,
+            "json_uri": result.json_uri,
+            "report_url": result.report_url,
+        },
+    )
+
+
+def _publish(result: DriftResult) -> None:
+    """The run's artifacts: a markdown summary, the per-column table, a link to the report."""
+    if result.status == "no-rows-in-window":
+        create_markdown_artifact(
+            key="drift-summary",
+            markdown=f"# Drift monitoring\n\n**{result.message}**\n",
+            description="Drift monitoring: no rows in the production window",
+        )
+        return
+    current = (
+        f"production, {result.window_start:%Y-%m-%d %H:%M} to {result.window_end:%Y-%m-%d %H:%M}"
+        f" UTC"
+        if result.window_start and result.window_end
+        else f"`{result.current}`"
+    )
+    lines = [
+        "# Drift monitoring",
+        "",
+        f"**{'Drift detected' if result.drift_detected else 'No dataset drift'}**: "
+        f"{len(result.drifted_columns)} of {result.number_of_columns} columns drifted "
+        f"({result.drift_share:.0%}; threshold {result.drift_share_threshold:.0%}).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| reference | `{result.reference}` (train split), {result.reference_rows:,} rows |",
+        f"| current | {current}, {result.current_rows:,} rows |",
+        f"| drifted columns | {', '.join(result.drifted_columns) or 'none'} |",
+        f"| report | [{result.report_uri}]({result.report_url}) |",
+        f"| JSON | `{result.json_uri}` |",
+    ]
+    if result.event_id:
+        lines.append(f"| event | `{DRIFT_EVENT}` {result.event_id} |")
+    lines += [""] + [f"- {note}" for note in result.notes]
+    create_markdown_artifact(
+        key="drift-summary", markdown="\n".join(lines), description=result.message
+    )
+    create_table_artifact(
+        key="drift-columns",
+        table=[
+            {
+                "column": c.column,
+                "role": c.role,
+                "kind": c.kind,
+                "test": c.method_label,
+                "statistic": format_score(c.statistic),
+                "p_value": format_score(c.p_value),
+                "threshold": format_score(c.threshold),
+                "drifted": c.drifted,
+            }
+            for c in result.columns
+        ],
+        description="Per-column drift tests on every row",
+    )
+    if result.report_url:
+        create_link_artifact(
+            key="drift-report",
+            link=result.report_url,
+            link_text=f"Evidently drift report: {result.reference} vs {result.current}",
+            description=result.report_uri,
+        )
