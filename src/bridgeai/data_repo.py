@@ -31,8 +31,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from bridgeai import dvc_store
+from bridgeai.dvc_store import DataRepoError, redact_url
 from bridgeai.paths import home_dir
 
 VERSION_TAG = re.compile(r"^data-v(\d+)\.(\d+)\.(\d+)$")
@@ -41,7 +42,6 @@ PREVIOUS = "data-previous"
 MOVING_TAGS = (LATEST, PREVIOUS)
 DATA_DIR = "data"
 METADATA_FILE = "dataset.json"
-DVC_REMOTE = "storage"
 _GIT_TIMEOUT = 300.0
 
 #: git stderr fragments that mean "try again later" rather than "fix something".
@@ -62,19 +62,6 @@ _TRANSIENT_GIT = (
 )
 
 
-class DataRepoError(RuntimeError):
-    """A git or DVC operation on the data repository failed; the message says what to do.
-
-    Attributes:
-        transient: True when retrying later may succeed (network trouble, a 5xx, a server that is
-            down); False when something must be fixed first (credentials, a missing tag).
-    """
-
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
 @dataclass(frozen=True)
 class Identity:
     """The author and committer of every data commit (never the user's global git identity)."""
@@ -92,18 +79,6 @@ def parse_version(tag: str) -> tuple[int, int, int] | None:
     """``(major, minor, patch)`` of a ``data-vX.Y.Z`` tag, or None for any other name."""
     match = VERSION_TAG.match(tag)
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user, password or query string (pre-signed URLs carry secrets there)."""
-    parts = urlsplit(url)
-    if not parts.scheme or parts.scheme == "file" or len(parts.scheme) == 1:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    query = "?<redacted>" if parts.query else ""
-    return f"{parts.scheme}://{host}{parts.path}{query}"
 
 
 def default_workdir(remote_url: str | None) -> Path:
@@ -327,12 +302,7 @@ class DataRepo:
     def _initialise(self) -> None:
         """Turn an empty git repository into a DVC repository with one initial commit."""
         assert self.workdir is not None
-        Repo = _dvc_repo_class()
-        Repo.init(str(self.workdir))
-        with self._dvc() as repo, repo.config.edit() as conf:
-            conf["core"]["remote"] = DVC_REMOTE
-            conf["core"]["analytics"] = False
-            conf["core"]["check_update"] = False
+        dvc_store.init(self.workdir)
         (self.workdir / "README.md").write_text(_README)
         self.git("add", "--all")
         self.git("commit", "--quiet", "-m", "Initialise the BridgeAI data repository")
@@ -395,28 +365,10 @@ class DataRepo:
         return result
 
     # -- DVC ------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _dvc(self, remote_config: Mapping[str, Any] | None = None) -> Iterator[Any]:
-        """A DVC ``Repo`` on the working clone; secrets only in memory (``remote_config``)."""
-        Repo = _dvc_repo_class()
-        assert self.workdir is not None
-        kwargs: dict[str, Any] = {"config": {"core": {"site_cache_dir": self._site_cache()}}}
-        if remote_config:
-            kwargs.update(remote=DVC_REMOTE, remote_config=dict(remote_config))
-        with Repo(str(self.workdir), **kwargs) as repo:
-            repo.scm_context.quiet = True
-            yield repo
-
-    def _site_cache(self) -> str:
-        # DVC's default (/var/tmp/dvc) is shared by every repository on the machine; keeping it
-        # inside the clone means removing the clone removes every local cache of the data.
-        assert self.workdir is not None
-        return str(self.workdir / ".dvc" / "tmp" / "site-cache")
-
     def stage(
         self, splits: Mapping[str, Any], metadata: Mapping[str, Any], remote: Mapping[str, str]
     ) -> dict[str, str]:
-        """Write the splits as Parquet, ``dvc add`` them and write ``dataset.json``.
+        """Write the splits as Parquet and ``dataset.json``, and ``dvc add`` the splits.
 
         Args:
             splits: split name -> polars DataFrame.
@@ -432,15 +384,10 @@ class DataRepo:
         for name, frame in splits.items():
             path = self.workdir / split_path(name)
             frame.write_parquet(path)
-            targets.append(str(path))
+            targets.append(path)
         (self.workdir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        with self._dvc() as repo:
-            with repo.config.edit() as conf:
-                conf["remote"][DVC_REMOTE] = dict(remote)
-            stages = repo.add(targets)
-        return {
-            name: stage.outs[0].hash_info.value for name, stage in zip(splits, stages, strict=True)
-        }
+        md5 = dvc_store.add(self.workdir, targets, remote)
+        return dict(zip(splits, md5, strict=True))
 
     def push_data(self, remote_config: Mapping[str, Any]) -> int:
         """``dvc push`` the working tree's data; return how many files were uploaded.
@@ -448,11 +395,8 @@ class DataRepo:
         Raises:
             DataRepoError: the remote is unreachable or refused the upload.
         """
-        try:
-            with self._dvc(remote_config) as repo:
-                return int(repo.push())
-        except Exception as exc:
-            raise storage_error(exc, "push the data to", remote_config) from exc
+        assert self.workdir is not None
+        return dvc_store.push(self.workdir, remote_config)
 
     def read_data(self, rev: str, path: str, remote_config: Mapping[str, Any]) -> bytes:
         """The bytes of a DVC-tracked ``path`` at ``rev``, from the local cache or the remote.
@@ -460,23 +404,8 @@ class DataRepo:
         Raises:
             DataRepoError: the remote is unreachable, or does not hold the data.
         """
-        _dvc_repo_class()
-        import dvc.api
-
         assert self.workdir is not None
-        try:
-            data = dvc.api.read(
-                path,
-                repo=str(self.workdir),
-                rev=rev,
-                remote=DVC_REMOTE,
-                remote_config=dict(remote_config),
-                config={"core": {"site_cache_dir": self._site_cache()}},
-                mode="rb",
-            )
-        except Exception as exc:
-            raise storage_error(exc, f"read {path} at {rev} from", remote_config) from exc
-        return bytes(data)
+        return dvc_store.read(self.workdir, rev, path, remote_config)
 
     # -- writing ------------------------------------------------------------------------------
     def head(self) -> str:
@@ -551,94 +480,13 @@ class DataRepo:
             return
         with contextlib.suppress(DataRepoError):
             self.git("reset", "--quiet", "--hard", "HEAD")
-            # Untracked, not ignored: pointer files of a split that no commit knows.
-            self.git("clean", "--quiet", "--force", "--", DATA_DIR)
+            # Files no commit knows yet (the first version's pointers, Parquet and record).
+            self.git("clean", "-d", "-x", "--quiet", "--force", "--", DATA_DIR, METADATA_FILE)
 
     def remove(self) -> None:
         """Delete the working clone (only sensible with a remote: it is then only a cache)."""
         assert self.workdir is not None
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _dvc_repo_class() -> Any:
-    """DVC's ``Repo``, imported on first use with DVC's console chatter turned off.
-
-    ``import dvc`` attaches INFO handlers that print "To track the changes with git..." hints to
-    stdout; in a flow those hints are noise (the flow commits the files itself).
-    """
-    import logging
-
-    from dvc.repo import Repo
-
-    logging.getLogger("dvc").setLevel(logging.WARNING)
-    return Repo
-
-
-def storage_error(exc: BaseException, action: str, remote: Mapping[str, Any]) -> DataRepoError:
-    """A :class:`DataRepoError` for a failed DVC transfer, saying whether a retry may help."""
-    where = redact_url(str(remote.get("endpointurl") or remote.get("url") or "the DVC remote"))
-    text = f"{type(exc).__name__}: {exc}"
-    code = _client_error_code(exc)
-    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken"):
-        return DataRepoError(
-            f"could not {action} {where}: the storage rejected the credentials ({code}); check "
-            f"the access_key_id and secret_access_key of the ObjectStorage block"
-        )
-    if code == "NoSuchBucket":
-        return DataRepoError(
-            f"could not {action} {where}: the bucket does not exist; create it "
-            f"(ObjectStorage.ensure_buckets(), or `bridgeai up`)"
-        )
-    missing = type(exc).__name__ in ("FileMissingError", "PathMissingError", "FileNotFoundError")
-    if missing:
-        return DataRepoError(
-            f"could not {action} {where}: the data is not there ({text}); was this version "
-            f"pushed to another storage? Its .dvc/config records where it went"
-        )
-    transient = _is_transient(exc) or (code is not None and code.startswith(("5", "Slow")))
-    advice = " (is the S3 server running? `bridgeai status`)" if transient else ""
-    return DataRepoError(f"could not {action} {where}: {text}{advice}", transient=transient)
-
-
-def _client_error_code(exc: BaseException) -> str | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        response = getattr(current, "response", None)
-        if isinstance(response, dict):
-            error = response.get("Error", {})
-            code = error.get("Code")
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status and int(status) >= 500:
-                return str(status)
-            if code:
-                return str(code)
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Connection failures and timeouts anywhere in the exception chain."""
-    names = {
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-        "ClientConnectorError",
-        "ServerDisconnectedError",
-        "ServerTimeoutError",
-        "UploadError",  # DVC: some files failed to upload (each after the client's own retries)
-        "DownloadError",
-    }
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if type(current).__name__ in names or isinstance(current, ConnectionError | TimeoutError):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 _README = """# BridgeAI data repository

@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import polars as pl
 
 from bridgeai import schema
-from bridgeai.data_repo import redact_url
+from bridgeai.dvc_store import redact_url, storage_error
 
 SOURCE_ENV = "BRIDGEAI_DATA_SOURCE"
 #: The original demonstrator's public dataset (545 rows).
@@ -225,8 +225,6 @@ def _download_s3(uri: str, directory: Path, storage: Any, max_bytes: int) -> Pat
     except DownloadError:
         raise
     except Exception as exc:
-        from bridgeai.data_repo import storage_error
-
         error = storage_error(exc, "read", {"endpointurl": storage.endpoint_url})
         raise DownloadError(str(error), transient=error.transient) from exc
     return target

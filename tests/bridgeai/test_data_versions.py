@@ -264,3 +264,44 @@ def test_https_remote_with_token(bridgeai_home: Path, git_http_server) -> None: 
         list_data_versions(repository=wrong)
     assert not caught.value.transient
     assert "wrong" not in str(caught.value)
+
+
+# -- storage failures: what to fix, or retry ------------------------------------------------------
+def test_storage_errors_say_what_to_fix_and_which_are_transient() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from bridgeai.dvc_store import storage_error
+
+    remote = {"url": "s3://artifacts/dvc", "endpointurl": "http://127.0.0.1:1"}
+
+    def client_error(code: str, status: int) -> ClientError:
+        body = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError(body, "PutObject")  # type: ignore[arg-type]
+
+    denied = storage_error(client_error("InvalidAccessKeyId", 403), "push to", remote)
+    assert not denied.transient and "access_key_id and secret_access_key" in str(denied)
+    bucket = storage_error(client_error("NoSuchBucket", 404), "push to", remote)
+    assert not bucket.transient and "ensure_buckets" in str(bucket)
+    busy = storage_error(client_error("SlowDown", 503), "push to", remote)
+    assert busy.transient
+    down = storage_error(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), "p", remote)
+    assert down.transient and "is the S3 server running" in str(down)
+    wrapped = RuntimeError("upload failed")
+    wrapped.__cause__ = ConnectionResetError()
+    assert storage_error(wrapped, "push to", remote).transient
+    assert not storage_error(ValueError("bad"), "push to", remote).transient
+
+
+@pytest.mark.integration
+def test_wrong_s3_credentials_fail_without_retry_and_keep_nothing(
+    bridgeai_home: Path, s3_storage: ObjectStorage
+) -> None:
+    from pydantic import SecretStr
+
+    wrong = s3_storage.model_copy(update={"secret_access_key": SecretStr("not-the-secret")})
+    repo = DataRepo()
+    with pytest.raises(DataRepoError, match="rejected the credentials") as caught:
+        publish(repo, wrong, housing_frame(100, seed=81))
+    assert not caught.value.transient
+    assert list_data_versions(repository=repo) == []
+    assert git(repo.workdir, "status", "--porcelain") == ""
