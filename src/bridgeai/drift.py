@@ -22,6 +22,7 @@ Typical use (what the ``drift-monitoring`` flow does)::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -264,33 +265,41 @@ def upload_report(
 ) -> ReportLocation:
     """Store the HTML and JSON in the storage block's reports bucket.
 
-    A copy is kept under ``$BRIDGEAI_HOME/drift/reports`` until both uploads succeed, so a
-    report is never lost to a storage outage.
+    A copy is written under ``$BRIDGEAI_HOME/drift/reports`` first and removed once both
+    uploads succeed, so a report is never lost to a storage outage; its name depends only on
+    the report's timestamp and content, so retrying the upload reuses the same copy.
 
     Args:
         storage: an ``ObjectStorage`` block (``blocks.ObjectStorage``).
         report: the rendered report.
         now: the report's timestamp (default: now, UTC).
+
+    Raises:
+        OSError: the storage refused or could not be reached; the message says where the
+            local copy is.
     """
-    fs = storage.filesystem()
-    bucket = storage.reports_bucket
     now = now or datetime.now(UTC)
-    for attempt in range(100):
-        html_key, json_key = report_keys(now, attempt)
-        html_uri, json_uri = storage.uri(bucket, html_key), storage.uri(bucket, json_key)
-        if not fs.exists(html_uri) and not fs.exists(json_uri):
-            break
+    html_key, json_key = report_keys(now)
+    digest = hashlib.sha256(report.html.encode()).hexdigest()[:12]
     spool = home_dir("drift", "reports")
-    html_copy, json_copy = spool / html_key, spool / json_key
+    html_copy = spool / html_key.replace(".html", f".{digest}.html")
+    json_copy = spool / json_key.replace(".json", f".{digest}.json")
     html_copy.write_text(report.html, encoding="utf-8")
     json_copy.write_text(report.json, encoding="utf-8")
+    bucket = storage.reports_bucket
     try:
+        fs = storage.filesystem()
+        for attempt in range(1000):  # same second as an earlier report: report_<stamp>_2, ...
+            html_key, json_key = report_keys(now, attempt)
+            html_uri, json_uri = storage.uri(bucket, html_key), storage.uri(bucket, json_key)
+            if not fs.exists(html_uri) and not fs.exists(json_uri):
+                break
         _put(fs, storage, html_uri, html_copy, "text/html; charset=utf-8")
         _put(fs, storage, json_uri, json_copy, "application/json")
     except Exception as exc:
         raise OSError(
-            f"could not store the drift report in {storage.uri(bucket)} ({exc}); "
-            f"it is kept in {spool}"
+            f"could not store the drift report in {storage.uri(bucket)} "
+            f"({type(exc).__name__}: {exc}); it is kept in {html_copy} and {json_copy.name}"
         ) from exc
     html_copy.unlink(missing_ok=True)
     json_copy.unlink(missing_ok=True)

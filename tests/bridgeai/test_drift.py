@@ -263,6 +263,21 @@ def test_report_is_stored_locally_with_timestamped_keys() -> None:
 
 
 @pytest.mark.integration
+def test_a_refused_upload_keeps_the_report_locally(s3_server, bridgeai_home: Path) -> None:
+    from pydantic import SecretStr
+
+    storage = s3_server.storage(secret_access_key=SecretStr("not-the-secret-key"))
+    report = drift.RenderedReport(html="<html>kept</html>", json="{}", sample_rows=None)
+    with pytest.raises(OSError, match="could not store the drift report in s3://") as failure:
+        drift.upload_report(storage, report)
+    kept = sorted((bridgeai_home / "drift" / "reports").glob("report_*"))
+    assert [p.suffix for p in kept] == [".html", ".json"]
+    assert kept[0].read_text() == "<html>kept</html>"
+    assert str(kept[0]) in str(failure.value)
+    assert "not-the-secret-key" not in str(failure.value)
+
+
+@pytest.mark.integration
 def test_report_is_uploaded_to_s3_and_opens_in_a_browser_offline(
     s3_storage, shared_data: Path
 ) -> None:

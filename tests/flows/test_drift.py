@@ -14,8 +14,10 @@ import polars as pl
 import pytest
 
 from bridgeai import prediction_log, schema
+from bridgeai.drift import DriftInputError
+from bridgeai.prediction_log import PredictionLogError
 from bridgeai.synthetic import housing_frame
-from flows.drift import DRIFT_EVENT, drift_monitoring
+from flows.drift import DRIFT_EVENT, _is_transient, _window, drift_monitoring
 from tests.support.drift import (
     DriftEnv,
     artifacts_of,
@@ -27,8 +29,6 @@ from tests.support.drift import (
 from tests.support.models import tiny_model
 from tests.support.service import drop_database, fresh_database
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
 WINDOW_START = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
 WINDOW_END = WINDOW_START + timedelta(hours=1)
 
@@ -37,6 +37,30 @@ def _run(**parameters):
     """Run the flow; return its result and its flow run id (for artifacts)."""
     state = drift_monitoring(**parameters, return_state=True)
     return state.result(), state.state_details.flow_run_id
+
+
+# -- orchestration details that need no servers ---------------------------------------------------
+def test_only_transient_errors_are_retried() -> None:
+    import botocore.exceptions
+
+    assert _is_transient(ConnectionRefusedError("refused"))
+    assert _is_transient(botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"))
+    assert _is_transient(PredictionLogError("cannot read the prediction log at postgresql://..."))
+    wrapped = OSError("could not store the drift report")
+    wrapped.__cause__ = TimeoutError("read timed out")
+    assert _is_transient(wrapped)
+    assert not _is_transient(PredictionLogError("postgresql://... has no prediction_logs table"))
+    assert not _is_transient(DriftInputError("area: 'nope' is not an Evidently drift test"))
+    assert not _is_transient(PermissionError("Access Denied"))
+
+
+def test_the_production_window_defaults_to_the_last_hours_and_must_not_be_empty() -> None:
+    start, end = _window(None, None, 24)
+    assert end.tzinfo is not None and (end - start) == timedelta(hours=24)
+    naive = datetime(2025, 6, 1, 9, 0)
+    assert _window(naive, None, 24)[0] == WINDOW_START  # naive means UTC
+    with pytest.raises(DriftInputError, match="is not before window_end"):
+        _window(WINDOW_END, WINDOW_START, 24)
 
 
 # -- fixtures: one set of blocks, data versions and champion per module ---------------------------
@@ -104,6 +128,8 @@ def _log_window(url: str, model, frame: pl.DataFrame, start: datetime, version: 
 
 
 # -- two data versions ---------------------------------------------------------------------------
+@pytest.mark.integration
+@pytest.mark.slow
 def test_old_vs_new_versions_store_a_report_with_price_drifted(
     env: DriftEnv, housing_versions: dict[str, str]
 ) -> None:
@@ -133,6 +159,8 @@ def test_old_vs_new_versions_store_a_report_with_price_drifted(
     assert f"({result.report_url})" in artifacts["drift-report"].data
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_champions_data_version_is_the_default_reference_and_has_no_drift_with_itself(
     env: DriftEnv, housing_versions: dict[str, str]
 ) -> None:
@@ -144,6 +172,8 @@ def test_the_champions_data_version_is_the_default_reference_and_has_no_drift_wi
     assert result.event_id is None
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_bad_test_name_fails_before_any_loading(env: DriftEnv) -> None:
     with pytest.raises(ValueError, match="area: 'nope' is not an Evidently drift test"):
         drift_monitoring(
@@ -152,6 +182,8 @@ def test_a_bad_test_name_fails_before_any_loading(env: DriftEnv) -> None:
 
 
 # -- production traffic --------------------------------------------------------------------------
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_window_with_shifted_area_flags_area_and_emits_the_event(
     production_env, log_url: str
 ) -> None:
@@ -203,6 +235,8 @@ def test_a_window_with_shifted_area_flags_area_and_emits_the_event(
     assert log_url.split("@")[0] not in json.dumps(event.payload)  # no credentials
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_an_empty_window_gives_a_clear_result(
     production_env, log_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
