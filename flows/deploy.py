@@ -16,7 +16,7 @@ covers both targets and rollback is a parameter:
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -172,44 +172,45 @@ def apply_inference_service(
 
 @flow(name="deploy-model", log_prints=False)
 def deploy_model(
-    target: Annotated[
-        Literal["local", "kserve"],
-        Field(description="local: a model-server process here; kserve: the Kind/K8s cluster."),
-    ] = "local",
-    model_version: Annotated[
-        str | None,
-        Field(description="Registered model version; empty = the champion. Older = rollback."),
-    ] = None,
-    image: Annotated[
-        str | None,
-        Field(
-            description="kserve: image by digest (repo@sha256:...) from build-model-image; "
-            "empty = the version's tag in the registry, resolved to its digest."
-        ),
-    ] = None,
-    namespace: Annotated[
-        str, Field(description="kserve: namespace of the InferenceService.")
-    ] = DEFAULT_NAMESPACE,
-    timeout_seconds: Annotated[
-        float, Field(gt=0, le=3600, description="How long to wait for readiness.")
-    ] = 600.0,
-    port: Annotated[
-        int | None,
-        Field(ge=1, le=65535, description="local: fixed port; empty = a free one (no downtime)."),
-    ] = None,
-    kube_context: Annotated[
-        str | None, Field(description="kserve: kubeconfig context; empty = in-cluster or current.")
-    ] = None,
-    kube_config: Annotated[
-        str | None, Field(description="kserve: kubeconfig path; empty = in-cluster or default.")
-    ] = None,
-    mlflow_block: Annotated[str, Field(description="MLflowServer block name.")] = "bridgeai",
-    registry_block: Annotated[
-        str, Field(description="ContainerRegistry block name (kserve pull secret).")
-    ] = "bridgeai",
-    storage_block: Annotated[
-        str, Field(description="ObjectStorage block name (local: where MLflow artifacts live).")
-    ] = "bridgeai",
+    target: Literal["local", "kserve"] = Field(
+        default="local",
+        description="local: a model-server process here; kserve: the Kind/Kubernetes cluster.",
+    ),
+    model_version: str | None = Field(
+        default=None,
+        description="Registered model version; empty = the champion. An older one = rollback.",
+    ),
+    image: str | None = Field(
+        default=None,
+        description="kserve: image by digest (repo@sha256:...) from build-model-image; empty = "
+        "the version's tag in the registry, resolved to its digest.",
+    ),
+    namespace: str = Field(
+        default=DEFAULT_NAMESPACE, description="kserve: namespace of the InferenceService."
+    ),
+    timeout_seconds: float = Field(
+        default=600.0, gt=0, le=3600, description="How long to wait for readiness."
+    ),
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="local: fixed port; empty = a free one (no downtime on a swap).",
+    ),
+    kube_context: str | None = Field(
+        default=None, description="kserve: kubeconfig context; empty = in-cluster or current."
+    ),
+    kube_config: str | None = Field(
+        default=None, description="kserve: kubeconfig path; empty = in-cluster or default."
+    ),
+    mlflow_block: str = Field(default="bridgeai", description="MLflowServer block name."),
+    registry_block: str = Field(
+        default="bridgeai", description="ContainerRegistry block name (kserve pull secret)."
+    ),
+    storage_block: str = Field(
+        default="bridgeai",
+        description="ObjectStorage block name (local: where MLflow artifacts live).",
+    ),
 ) -> DeployResult:
     """Deploy a registered model version locally or on KServe, and return its v2 URL.
 

@@ -28,23 +28,9 @@ MLFLOW_BLOCK = "deploy-tests"
 @pytest.fixture(scope="module")
 def registered_models(tmp_path_factory: pytest.TempPathFactory, prefect_harness) -> Iterator[str]:
     """Two real versions of the model in an MLflow SQLite registry; the champion is version 2."""
-    import mlflow
+    from tests.support.mlflow_registry import register_versions
 
-    from blocks import MLflowServer
-    from bridgeai.mlflow_model import log_model
-    from tests.support.models import tiny_model
-
-    root = tmp_path_factory.mktemp("mlflow")
-    server = MLflowServer(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    client = server.client()
-    experiment = client.create_experiment(
-        server.experiment, artifact_location=(root / "artifacts").as_uri()
-    )
-    for rounds in (5, 10):
-        with mlflow.start_run(experiment_id=experiment):
-            log_model(tiny_model(rounds=rounds), registered_model_name=server.registered_model)
-    client.set_registered_model_alias(server.registered_model, server.alias, "2")
-    server.save(MLFLOW_BLOCK, overwrite=True)
+    register_versions(tmp_path_factory.mktemp("mlflow")).save(MLFLOW_BLOCK, overwrite=True)
     yield MLFLOW_BLOCK
 
 
