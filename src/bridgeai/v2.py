@@ -1,0 +1,362 @@
+"""The Open Inference Protocol (KServe v2) for the house-price model: wire models and codec.
+
+Two halves:
+
+* pydantic models of the protocol's documents (:class:`InferenceRequest`,
+  :class:`InferenceResponse`, :class:`ModelMetadata`, ...) for clients, docs and tests;
+* a hand-written codec, :func:`decode_request` / :func:`encode_response`, that the model server
+  uses on its hot path. It validates exactly what the server needs (names, datatypes, shapes, row
+  counts) with one message per mistake that names the input and says what to send instead, and
+  turns numeric tensors into numpy arrays in one pass. It is hand-written because a generic model
+  validator walks every element of a 100,000-row request in Python objects twice.
+
+Accepted per input: the 12 features of :data:`bridgeai.schema.FEATURES`, each once; ``BYTES`` for
+the categoricals (any case; checked against the schema by the model's encoder); ``INT64``/``INT32``
+(whole numbers) or ``FP64``/``FP32`` for the numerics; shape ``[N]`` or ``[N, 1]`` with ``data``
+flat or nested one value per row. The output is one ``FP64`` tensor ``price`` of shape ``[N]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, Field
+
+from bridgeai import schema
+
+MODEL_NAME: Final = "house_price_prediction_prod"
+OUTPUT_NAME: Final = "price"
+OUTPUT_DATATYPE: Final = "FP64"
+INTEGER_DATATYPES: Final = ("INT64", "INT32")
+FLOAT_DATATYPES: Final = ("FP64", "FP32")
+NUMERIC_DATATYPES: Final = (*INTEGER_DATATYPES, *FLOAT_DATATYPES)
+
+_FEATURES = frozenset(schema.FEATURES)
+_CATEGORICAL = frozenset(schema.CATEGORICAL)
+#: Up to this many values, numeric tensors are type-checked in Python instead of via numpy.
+_SMALL = 64
+
+
+class ProtocolError(ValueError):
+    """A request the protocol or the model cannot accept; the message says what to fix (400)."""
+
+    status_code = 400
+
+
+class ModelNotFoundError(LookupError):
+    """The request names a model or version this server does not serve (404)."""
+
+    status_code = 404
+
+
+# -- protocol documents -------------------------------------------------------------------------
+class TensorMetadata(BaseModel):
+    """One input or output as described by the model metadata endpoint."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ServerMetadata(BaseModel):
+    """``GET /v2``."""
+
+    name: str
+    version: str
+    extensions: list[str] = Field(default_factory=list)
+
+
+class ModelMetadata(BaseModel):
+    """``GET /v2/models/{name}[/versions/{version}]``."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class RequestInput(BaseModel):
+    """One named input tensor of an inference request."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class RequestOutput(BaseModel):
+    """An output the client asks for (this model has one, ``price``)."""
+
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(BaseModel):
+    """``POST /v2/models/{name}/infer`` body."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    """One output tensor of an inference response."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    """The answer to an inference request."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[ResponseOutput]
+
+
+def input_metadata() -> list[TensorMetadata]:
+    """The 12 inputs with the datatypes the original client sent (others are accepted too)."""
+    return [
+        TensorMetadata(name=f, datatype=schema.V2_DATATYPE[f], shape=[-1]) for f in schema.FEATURES
+    ]
+
+
+def output_metadata() -> list[TensorMetadata]:
+    """The one output, ``price`` (FP64, one value per row)."""
+    return [TensorMetadata(name=OUTPUT_NAME, datatype=OUTPUT_DATATYPE, shape=[-1])]
+
+
+# -- client side --------------------------------------------------------------------------------
+def build_request(
+    houses: Sequence[Mapping[str, Any]], *, request_id: str | None = None
+) -> dict[str, Any]:
+    """An inference request for ``houses`` (dicts of the 12 features), encoded as the original.
+
+    Categoricals go as ``BYTES``, ``area`` as ``FP32`` and the counts as ``INT64``
+    (:data:`bridgeai.schema.V2_DATATYPE`), one tensor of shape ``[N]`` per feature.
+    """
+    inputs = []
+    for name in schema.FEATURES:
+        data = [house[name] for house in houses]
+        inputs.append(
+            {"name": name, "shape": [len(data)], "datatype": schema.V2_DATATYPE[name], "data": data}
+        )
+    request: dict[str, Any] = {"inputs": inputs}
+    if request_id is not None:
+        request["id"] = request_id
+    return request
+
+
+def prices_from(response: Mapping[str, Any]) -> list[float]:
+    """The predicted prices in an inference response document."""
+    for output in response.get("outputs", []):
+        if output.get("name") == OUTPUT_NAME:
+            return [float(v) for v in output["data"]]
+    raise ProtocolError(f"the response has no {OUTPUT_NAME!r} output")
+
+
+# -- server side --------------------------------------------------------------------------------
+@dataclass
+class DecodedRequest:
+    """A validated inference request: one column per feature, ready for the model's encoder.
+
+    Numeric columns are float64 arrays (or, for a few rows, lists of numbers); categorical
+    columns are the lists as sent (the model's encoder normalises and checks their values).
+    """
+
+    columns: dict[str, Any]
+    rows: int
+    id: str | None
+
+
+def decode_request(body: bytes) -> DecodedRequest:
+    """Parse and validate an inference request body.
+
+    Raises:
+        ProtocolError: the body is not a valid request for this model; the message names the
+            input and what is wrong with it.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError("the request body must be a JSON object with an 'inputs' list")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ProtocolError(
+            "'inputs' must be a non-empty list with one tensor per feature: "
+            + ", ".join(schema.FEATURES)
+        )
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ProtocolError("'id' must be a string")
+    _check_requested_outputs(doc.get("outputs"))
+
+    columns: dict[str, Any] = {}
+    rows = 0
+    first = ""
+    for position, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict):
+            raise ProtocolError(
+                f"inputs[{position}] must be an object with name, shape, datatype and data"
+            )
+        name = tensor.get("name")
+        if not isinstance(name, str):
+            raise ProtocolError(f"inputs[{position}]: 'name' must be a string")
+        if name not in _FEATURES:
+            raise ProtocolError(
+                f"unknown input {name!r}: this model's inputs are {', '.join(schema.FEATURES)}"
+            )
+        if name in columns:
+            raise ProtocolError(f"input {name!r} is given more than once")
+        values, count = _decode_tensor(name, tensor)
+        if not columns:
+            rows, first = count, name
+        elif count != rows:
+            raise ProtocolError(
+                f"input {name!r} has {count} rows but {first!r} has {rows}: "
+                "every input must have one value per row"
+            )
+        columns[name] = values
+    missing = [f for f in schema.FEATURES if f not in columns]
+    if missing:
+        raise ProtocolError(f"missing input(s): {', '.join(missing)}")
+    return DecodedRequest(columns=columns, rows=rows, id=request_id)
+
+
+def _check_requested_outputs(outputs: Any) -> None:
+    if outputs is None:
+        return
+    if not isinstance(outputs, list):
+        raise ProtocolError("'outputs' must be a list of {'name': ...} objects")
+    for output in outputs:
+        name = output.get("name") if isinstance(output, dict) else None
+        if name != OUTPUT_NAME:
+            raise ProtocolError(
+                f"unknown output {name!r}: this model has one output, {OUTPUT_NAME!r}"
+            )
+
+
+def _decode_tensor(name: str, tensor: dict[str, Any]) -> tuple[Any, int]:
+    """Validate one input tensor; return its values (list or float64 array) and row count."""
+    shape = tensor.get("shape")
+    if not (isinstance(shape, list) and shape and all(type(d) is int and d >= 0 for d in shape)):
+        raise ProtocolError(
+            f"input {name!r}: 'shape' must be a list of non-negative integers, [N] or [N, 1]"
+        )
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        raise ProtocolError(
+            f"input {name!r}: shape {shape} is not supported; send one value per row, "
+            "shape [N] or [N, 1]"
+        )
+    rows = shape[0]
+    if rows == 0:
+        raise ProtocolError(f"input {name!r}: shape {shape} has no rows")
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise ProtocolError(f"input {name!r}: 'data' must be a list of {rows} value(s)")
+    if data and isinstance(data[0], list):
+        data = _flatten_rows(name, data)
+    if len(data) != rows:
+        raise ProtocolError(
+            f"input {name!r}: shape {shape} needs {rows} value(s) but 'data' has {len(data)}"
+        )
+    datatype = tensor.get("datatype")
+    if name in _CATEGORICAL:
+        if datatype != "BYTES":
+            raise ProtocolError(
+                f"input {name!r}: datatype must be BYTES (text such as "
+                f"{schema.ALLOWED[name][0]!r}), got {datatype!r}"
+            )
+        return data, rows
+    if datatype not in NUMERIC_DATATYPES:
+        raise ProtocolError(
+            f"input {name!r}: datatype must be one of {', '.join(NUMERIC_DATATYPES)}, "
+            f"got {datatype!r}"
+        )
+    return _numeric_column(name, datatype, data), rows
+
+
+def _flatten_rows(name: str, data: list[Any]) -> list[Any]:
+    """``[[v1], [v2], ...]`` (shape ``[N, 1]`` sent nested) -> ``[v1, v2, ...]``."""
+    flat = []
+    for row in data:
+        if not isinstance(row, list) or len(row) != 1:
+            raise ProtocolError(
+                f"input {name!r}: nested data must hold exactly one value per row, got {row!r}"
+            )
+        flat.append(row[0])
+    return flat
+
+
+def _numeric_column(name: str, datatype: str, data: list[Any]) -> list[Any] | np.ndarray:
+    integer = datatype in INTEGER_DATATYPES
+    if len(data) <= _SMALL:
+        # A few values: checking their types is cheaper than building an array; the model's
+        # encoder converts the list. bool is excluded on purpose (JSON true is not a number).
+        for value in data:
+            kind = type(value)
+            if kind is not int and (integer or kind is not float):
+                raise _not_numbers(name, datatype, integer, value)
+        return data
+    try:
+        array = np.array(data)
+    except (ValueError, TypeError, OverflowError):
+        array = np.array([], dtype=object)  # ragged or odd input: reported below
+    # numpy infers int64 for whole numbers and float64 once any value has a decimal point;
+    # anything else (text, null, booleans, nested lists) lands in another kind.
+    allowed = "iu" if integer else "iuf"
+    if array.dtype.kind not in allowed or array.ndim != 1 or len(array) != len(data):
+        raise _not_numbers(name, datatype, integer, _first_offender(data, integer))
+    return array.astype(np.float64, copy=False)
+
+
+def _not_numbers(name: str, datatype: str, integer: bool, value: Any) -> ProtocolError:
+    wanted = "whole numbers" if integer else "numbers"
+    return ProtocolError(f"input {name!r}: {datatype} data must be {wanted}; got {value!r}")
+
+
+def _first_offender(data: list[Any], integer: bool) -> Any:
+    for value in data:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return value
+        if integer and isinstance(value, float):
+            return value
+    return data[0] if data else None
+
+
+def encode_response(
+    model_name: str, model_version: str | None, request_id: str | None, prices: np.ndarray
+) -> bytes:
+    """The inference response document for ``prices``, as JSON bytes."""
+    return orjson.dumps(
+        {
+            "model_name": model_name,
+            "model_version": model_version,
+            "id": request_id,
+            "parameters": {},
+            "outputs": [
+                {
+                    "name": OUTPUT_NAME,
+                    "shape": [len(prices)],
+                    "datatype": OUTPUT_DATATYPE,
+                    "data": prices,
+                }
+            ],
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
