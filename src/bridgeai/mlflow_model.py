@@ -37,14 +37,21 @@ class HousePricePyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-def
 
 
 def model_signature() -> Any:
-    """The MLflow signature derived from the schema: 12 named inputs, one ``price`` output."""
+    """The MLflow signature derived from the schema: 12 named inputs, one ``price`` output.
+
+    Categoricals are strings; the five numerics are typed ``any``. MLflow's schema check
+    refuses int64 for a ``double`` column ("cannot safely convert") and NaN in a ``long`` one,
+    so a stricter type would reject the dataset's own rows (integer areas) or rows with a
+    missing count, which the model imputes. The model itself checks every numeric value.
+    """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     def spec(name: str) -> ColSpec:
         if name in schema.CATEGORICAL:
             return ColSpec("string", name)
-        return ColSpec("double" if name == "area" else "long", name)
+        return ColSpec(AnyType(), name)
 
     return ModelSignature(
         inputs=Schema([spec(f) for f in schema.FEATURES]),

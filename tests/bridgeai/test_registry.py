@@ -1,0 +1,306 @@
+"""Run logging and the champion gate, on an embedded MLflow store and on a real MLflow server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from bridgeai import evaluation, registry, tracking, training
+from bridgeai.data_versions import DataVersion
+from bridgeai.registry import PromotionPolicy
+from bridgeai.synthetic import housing_frame
+from bridgeai.training import TrainingParams
+from tests.support.train import (  # noqa: F401
+    EmbeddedStore,
+    MLflowProcess,
+    mlflow_server,
+    mlflow_store,
+    synthetic_splits,
+    unique_name,
+)
+
+WEAK = TrainingParams(linear_baseline=False, num_boost_round=2)
+LINEAGE_KEYS = {
+    "data_version",
+    "data_commit",
+    "dvc_md5_train",
+    "dvc_md5_val",
+    "dvc_md5_test",
+    "git_sha",
+    "prefect_flow_run_id",
+}
+
+
+def _lineage() -> tracking.Lineage:
+    version = DataVersion(
+        tag="data-v1.0.0",
+        commit="c0ffee" * 6 + "abcd",
+        md5={"train": "a" * 32, "val": "b" * 32, "test": "c" * 32},
+        rows={"train": 256, "val": 64, "test": 80},
+        source="test",
+        checksum="0" * 64,
+    )
+    return tracking.Lineage.from_data_version(version, flow_run_id="flow-run-1", git_sha="1" * 40)
+
+
+def _train_and_log(
+    experiment_id: str, frames: dict[str, pl.DataFrame], params: TrainingParams | None = None
+) -> tuple[evaluation.Metrics, tracking.RunRecord]:
+    trained = training.train_model(frames, params)
+    test = frames["test"]
+    y = training.target(test)
+    metrics = evaluation.regression_metrics(y, trained.model.predict_frame(test))
+    baseline = evaluation.median_baseline(training.target(frames["train"]), y)
+    record = tracking.log_training_run(
+        experiment_id=experiment_id,
+        trained=trained,
+        test=test,
+        test_metrics=metrics,
+        baseline_metrics=baseline,
+        lineage=_lineage(),
+    )
+    return metrics, record
+
+
+def _gate(
+    client: Any,
+    name: str,
+    frames: dict[str, pl.DataFrame],
+    metrics: evaluation.Metrics,
+    record: tracking.RunRecord,
+    policy: PromotionPolicy | None = None,
+) -> registry.GateDecision:
+    return registry.register_and_gate(
+        client,
+        name=name,
+        model_uri=record.model_uri,
+        run_id=record.run_id,
+        test=frames["test"],
+        metrics=metrics,
+        policy=policy,
+        tags=_lineage().tags(),
+        model_id=record.model_id,
+    )
+
+
+def _alias(client: Any, name: str, alias: str) -> str | None:
+    found = registry.version_by_alias(client, name, alias)
+    return None if found is None else str(found.version)
+
+
+# -- the gate -----------------------------------------------------------------------------------
+def test_first_version_is_champion_and_an_equal_one_is_challenger(
+    mlflow_store: EmbeddedStore,  # noqa: F811
+    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+) -> None:
+    client, name = mlflow_store.use(), unique_name()
+    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    first = _gate(client, name, synthetic_splits, metrics, record)
+    assert (first.version, first.promoted, first.alias) == ("1", True, "champion")
+    assert first.reason.startswith("no champion yet")
+
+    metrics2, record2 = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    assert metrics2 == metrics  # deterministic
+    second = _gate(client, name, synthetic_splits, metrics2, record2)
+    assert (second.version, second.promoted, second.alias) == ("2", False, "challenger")
+    assert second.champion_version == "1"
+    assert second.champion_score == second.score == metrics.rmse
+    assert "is not strictly better than champion v1's" in second.reason
+    assert (_alias(client, name, "champion"), _alias(client, name, "challenger")) == ("1", "2")
+
+    tags = client.get_model_version(name, "2").tags
+    assert tags["gate_decision"] == "not_promoted"
+    assert float(tags["gate_score"]) == float(tags["gate_champion_score"]) == metrics.rmse
+    assert tags["gate_champion_version"] == "1"
+    assert tags["gate_metric"] == "rmse"
+    assert client.get_model_version(name, "1").tags["gate_champion_version"] == "none"
+
+
+def test_a_better_version_takes_champion(
+    mlflow_store: EmbeddedStore,  # noqa: F811
+    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+) -> None:
+    client, name = mlflow_store.use(), unique_name()
+    weak_metrics, weak = _train_and_log(mlflow_store.experiment_id, synthetic_splits, WEAK)
+    assert _gate(client, name, synthetic_splits, weak_metrics, weak).promoted
+
+    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    assert metrics.rmse < weak_metrics.rmse
+    decision = _gate(client, name, synthetic_splits, metrics, record)
+    assert (decision.version, decision.promoted, decision.alias) == ("2", True, "champion")
+    assert decision.champion_score == pytest.approx(weak_metrics.rmse)
+    assert "beats champion v1's" in decision.reason
+    assert _alias(client, name, "champion") == "2"
+    assert client.get_model_version(name, "2").tags["gate_decision"] == "promoted"
+
+
+def test_the_champion_is_rescored_on_the_current_test_split(
+    mlflow_store: EmbeddedStore,  # noqa: F811
+    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+) -> None:
+    client, name = mlflow_store.use(), unique_name()
+    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    _gate(client, name, synthetic_splits, metrics, record)
+
+    # A new data version: other houses in test. The champion's logged score does not apply.
+    other = {**synthetic_splits, "test": housing_frame(120, seed=99)}
+    model = registry.load_version(name, "1")
+    expected = evaluation.regression_metrics(
+        training.target(other["test"]), model.predict_frame(other["test"])
+    )
+    assert expected.rmse != metrics.rmse
+    new_metrics, new_record = _train_and_log(mlflow_store.experiment_id, other, WEAK)
+    decision = _gate(client, name, other, new_metrics, new_record)
+    assert decision.champion_score == pytest.approx(expected.rmse)
+    assert not decision.promoted
+
+
+def test_policy_margin_and_metric_direction(
+    mlflow_store: EmbeddedStore,  # noqa: F811
+    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+) -> None:
+    client, name = mlflow_store.use(), unique_name()
+    weak_metrics, weak = _train_and_log(mlflow_store.experiment_id, synthetic_splits, WEAK)
+    _gate(client, name, synthetic_splits, weak_metrics, weak)
+    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    gain = 1 - metrics.rmse / weak_metrics.rmse
+
+    strict = PromotionPolicy(min_improvement=min(1.0, gain + 0.05))
+    refused = _gate(client, name, synthetic_splits, metrics, record, strict)
+    assert not refused.promoted and f"better by more than {strict.min_improvement:.2%}" in (
+        refused.reason
+    )
+    metrics3, record3 = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    by_r2 = _gate(client, name, synthetic_splits, metrics3, record3, PromotionPolicy(metric="r2"))
+    assert by_r2.promoted and by_r2.metric == "r2" and by_r2.score == metrics.r2
+    assert by_r2.champion_score == pytest.approx(weak_metrics.r2)
+
+
+def test_a_retried_registration_reuses_the_version(
+    mlflow_store: EmbeddedStore,  # noqa: F811
+    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+) -> None:
+    client, name = mlflow_store.use(), unique_name()
+    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    first = _gate(client, name, synthetic_splits, metrics, record)
+    again = _gate(client, name, synthetic_splits, metrics, record)
+    assert again.version == first.version == "1"
+    assert len(client.search_model_versions(f"name = '{name}'")) == 1
+
+
+def test_an_unreadable_champion_is_replaced(
+    mlflow_store: EmbeddedStore,  # noqa: F811
+    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+) -> None:
+    import mlflow
+
+    client, name = mlflow_store.use(), unique_name()
+    with mlflow.start_run(experiment_id=mlflow_store.experiment_id) as run:
+        mlflow.log_text("not a model", "junk/model_dir/readme.txt")
+    registry.ensure_registered_model(client, name)
+    junk = client.create_model_version(name, f"runs:/{run.info.run_id}/junk", run.info.run_id)
+    client.set_registered_model_alias(name, "champion", junk.version)
+
+    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    decision = _gate(client, name, synthetic_splits, metrics, record)
+    assert decision.promoted and decision.champion_score is None
+    assert "champion v1 could not be scored" in decision.reason
+    assert "has no model_dir artifact: not a BridgeAI model" in decision.reason
+
+
+# -- what the run and the version carry ---------------------------------------------------------
+def test_run_and_version_carry_metrics_lineage_and_artifacts(
+    mlflow_store: EmbeddedStore,  # noqa: F811
+    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+) -> None:
+    client, name = mlflow_store.use(), unique_name()
+    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    decision = _gate(client, name, synthetic_splits, metrics, record)
+
+    run = client.get_run(record.run_id)
+    assert set(run.data.tags) >= LINEAGE_KEYS
+    assert run.data.tags["data_version"] == "data-v1.0.0"
+    assert run.data.tags["dvc_md5_test"] == "c" * 32
+    for key, value in metrics.as_dict().items():
+        assert run.data.metrics[f"test_{key}"] == pytest.approx(value)
+        assert f"baseline_test_{key}" in run.data.metrics and f"val_{key}" in run.data.metrics
+    assert run.data.params["target_transform"] == "log"
+    assert run.data.params["linear_baseline"] == "True"
+    files = {f.path for f in client.list_artifacts(record.run_id, "evaluation")}
+    assert files == {
+        "evaluation/feature_importance.csv",
+        "evaluation/feature_importance.png",
+        "evaluation/residuals.png",
+    }
+
+    version = client.get_model_version(name, decision.version)
+    assert version.run_id == record.run_id
+    assert {k: version.tags[k] for k in LINEAGE_KEYS} == _lineage().tags()
+    assert float(version.tags["test_r2"]) == metrics.r2
+
+
+def test_champion_loads_as_pyfunc_and_ignores_categorical_case(
+    mlflow_store: EmbeddedStore,  # noqa: F811
+    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+) -> None:
+    client, name = mlflow_store.use(), unique_name()
+    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    _gate(client, name, synthetic_splits, metrics, record)
+    _assert_pyfunc_champion(name, synthetic_splits["test"])
+
+
+def _assert_pyfunc_champion(name: str, test: pl.DataFrame) -> None:
+    import mlflow
+    import pandas as pd
+
+    from bridgeai import schema
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    base = {f: schema.EXAMPLE_HOUSE[f] for f in schema.FEATURES}
+    rows = pd.DataFrame(
+        [
+            {**base, "mainroad": "yes", "airconditioning": "yes", "furnishingstatus": "furnished"},
+            {**base, "mainroad": "YES", "airconditioning": "YES", "furnishingstatus": "FURNISHED"},
+            {**base, "mainroad": "Yes", "airconditioning": "Yes", "furnishingstatus": "Furnished"},
+        ]
+    )
+    rows["area"] = rows["area"].astype(float)
+    prices = np.asarray(pyfunc.predict(rows))
+    assert prices[0] > 0 and prices[0] == prices[1] == prices[2]
+    # The pyfunc and the registry's own loader agree on the test split's raw rows.
+    champion = registry.version_by_alias(mlflow.MlflowClient(), name, "champion")
+    direct = registry.load_version(name, champion.version).predict_frame(test)
+    np.testing.assert_allclose(np.asarray(pyfunc.predict(test.to_pandas())), direct)
+
+
+# -- a real MLflow server with S3 artifacts -----------------------------------------------------
+@pytest.mark.integration
+def test_gate_against_a_real_mlflow_server_with_s3_artifacts(
+    mlflow_server: MLflowProcess,  # noqa: F811
+    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+) -> None:
+    block = mlflow_server.block(experiment=unique_name("experiment"))
+    client = block.client()
+    experiment_id = block.ensure_experiment(client)
+    name = unique_name()
+
+    metrics, record = _train_and_log(experiment_id, synthetic_splits)
+    assert record.artifact_uri.startswith("mlflow-artifacts:")
+    assert _gate(client, name, synthetic_splits, metrics, record).alias == "champion"
+    metrics2, record2 = _train_and_log(experiment_id, synthetic_splits)
+    second = _gate(client, name, synthetic_splits, metrics2, record2)
+    assert (second.version, second.alias, second.champion_score) == (
+        "2",
+        "challenger",
+        metrics.rmse,
+    )
+
+    # The artifacts really are in the SeaweedFS bucket, not on the server's disk.
+    fs = mlflow_server.storage.filesystem()
+    stored = fs.find(f"{mlflow_server.storage.mlflow_bucket}/")
+    assert any(p.endswith("model_dir/preprocessing.json") for p in stored)
+    assert any(p.endswith("evaluation/residuals.png") for p in stored)
+    _assert_pyfunc_champion(name, synthetic_splits["test"])
