@@ -15,6 +15,7 @@ tests and the benchmark use it to show the verdicts are Evidently's.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -94,15 +95,26 @@ def render_report(
     _prepend_header(run, result, sample_rows if sampled else None)
     html = run.get_html_str(as_iframe=False)
     document = {
-        "summary": result.model_dump(mode="json", exclude={"columns"}),
-        "columns": [c.model_dump(mode="json") for c in result.columns],
-        "evidently": json.loads(run.json()),
+        "summary": json.loads(result.model_dump_json(exclude={"columns"})),
+        "columns": [json.loads(c.model_dump_json()) for c in result.columns],
+        "evidently": _strict_json(json.loads(run.json())),
     }
     return RenderedReport(
         html=html,
-        json=json.dumps(document, indent=1, default=str),
+        json=json.dumps(document, indent=1, allow_nan=False),
         sample_rows=sample_rows if sampled else None,
     )
+
+
+def _strict_json(value: Any) -> Any:
+    """Evidently may write NaN or Infinity, which JSON lacks: spell them as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def _sample(frame: pl.DataFrame, rows: int, seed: int) -> pl.DataFrame:

@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Kind = Literal["num", "cat"]
 #: A cleaned column: float64 numbers, or a polars Series of category strings.
@@ -94,6 +94,10 @@ class ColumnSpec:
 
 class ColumnDrift(BaseModel):
     """The drift verdict for one column, computed on every non-missing value."""
+
+    # A chi-square statistic is infinite when the current data has a value the reference never
+    # had; JSON has no infinity, so it is written as the string "Infinity".
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
     column: str
     kind: Kind = Field(description="num (numerical) or cat (categorical)")

@@ -29,6 +29,10 @@ def _analyse(reference: pl.DataFrame, current: pl.DataFrame, **kwargs) -> drift.
     )
 
 
+def _reject_non_json(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")
+
+
 def _assert_same_as_evidently(
     reference: pl.DataFrame, current: pl.DataFrame, **kwargs
 ) -> drift.DriftResult:
@@ -296,12 +300,11 @@ def test_report_is_uploaded_to_s3_and_opens_in_a_browser_offline(
     s3 = boto3.client("s3", **s3_storage.boto3_kwargs())
     head = s3.head_object(Bucket=s3_storage.reports_bucket, Key=key)
     assert head["ContentType"].startswith("text/html")
-    stored = json.loads(
-        s3.get_object(Bucket=s3_storage.reports_bucket, Key=key.replace(".html", ".json"))[
-            "Body"
-        ].read()
-    )
+    body = s3.get_object(Bucket=s3_storage.reports_bucket, Key=key.replace(".html", ".json"))
+    stored = json.loads(body["Body"].read(), parse_constant=_reject_non_json)  # strict JSON
     assert "price" in stored["summary"]["drifted_columns"]
+    bathrooms = next(c for c in stored["columns"] if c["column"] == "bathrooms")
+    assert bathrooms["statistic"] == "Infinity"  # a value "old" never had
 
     html_file = ARTIFACTS / "drift" / "old-vs-new.html"
     html_file.parent.mkdir(parents=True, exist_ok=True)
