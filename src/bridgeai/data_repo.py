@@ -456,7 +456,8 @@ class DataRepo:
                 raise DataRepoError(
                     f"{self.location} changed while this ingestion ran (another ingestion pushed "
                     f"a version first); nothing was kept: run the ingestion again",
-                    transient=True,
+                    # Not for a task retry: only a new run syncs and picks the next number.
+                    transient=False,
                 ) from exc
             raise
         return commit

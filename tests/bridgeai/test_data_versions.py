@@ -241,7 +241,7 @@ def test_a_rejected_push_keeps_nothing(bridgeai_home: Path, tmp_path: Path) -> N
     before = tags(second.workdir)
     with pytest.raises(DataRepoError, match="changed while this ingestion ran") as caught:
         second.commit_version("data-v1.1.0", "data-v1.1.0: stale")
-    assert caught.value.transient
+    assert not caught.value.transient  # a new run must sync first: no blind task retry
     assert tags(second.workdir) == before
     assert git(second.workdir, "rev-parse", "HEAD") == before["data-v1.0.0"]
     second.discard()
