@@ -6,10 +6,25 @@
 
 from __future__ import annotations
 
-from bridgeai.service.app import create_app
-from bridgeai.service.settings import ServiceSettings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridgeai.service.app import create_app
+    from bridgeai.service.settings import ServiceSettings
 
 __all__ = ["ServiceSettings", "create_app", "main"]
+
+_LAZY = {"create_app": "bridgeai.service.app", "ServiceSettings": "bridgeai.service.settings"}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `bridgeai serve` can report a bad setting before FastAPI and SQLAlchemy load.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bridgeai.service' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 def main(
@@ -28,13 +43,15 @@ def main(
     import logging
     import sys
 
-    import uvicorn
     from pydantic import ValidationError
 
+    from bridgeai.service.settings import ServiceSettings
     from bridgeai.service.spool import Spool, SpoolLockedError
 
     try:
         settings = settings or ServiceSettings()
+        from bridgeai.service.app import create_app
+
         app = create_app(settings)
         spool = Spool(settings.resolved_spool_dir())
         spool.open()  # fail now, not inside uvicorn's lifespan, if another process owns it
@@ -42,6 +59,8 @@ def main(
     except (ValidationError, ValueError, SpoolLockedError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    import uvicorn
+
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -52,6 +71,7 @@ def main(
         port=port,
         log_level=settings.log_level.lower(),
         access_log=settings.access_log,
+        lifespan="on",  # a failed start-up must stop the process, not run it without its pools
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         server_header=False,
     )

@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -24,86 +19,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from bridgeai import __version__, prediction_log
-from bridgeai.service import models
-from bridgeai.service.batching import InferenceBatcher
-from bridgeai.service.errors import (
-    BatchTooLarge,
-    ServiceError,
-    install_error_handlers,
-    json_response,
-)
-from bridgeai.service.log_writer import LogWriter
+from bridgeai.service import models, prediction
+from bridgeai.service.errors import install_error_handlers, json_response
+from bridgeai.service.lane import PredictionLane
 from bridgeai.service.metrics import MetricsMiddleware, ServiceMetrics
-from bridgeai.service.model_client import Inference, ModelClient
 from bridgeai.service.security import ApiKeyMiddleware
 from bridgeai.service.settings import ServiceSettings
-from bridgeai.service.spool import Spool
+from bridgeai.service.state import ServiceState, build_state
 
 logger = logging.getLogger("bridgeai.service")
 
 #: Bytes one house may take in a request body, generously (the example is ~250 bytes).
 _BYTES_PER_HOUSE = 2048
-
-
-class _RequestIds:
-    """Random (version 4) UUIDs drawn from a buffer: one ``getrandom`` call per 256 ids."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._offset = 0
-        os.register_at_fork(after_in_child=self._reset)  # a forked worker must not reuse ids
-
-    def _reset(self) -> None:
-        self._buffer, self._offset = b"", 0
-
-    def next(self) -> str:
-        if self._offset + 16 > len(self._buffer):
-            self._buffer, self._offset = os.urandom(16 * 256), 0
-        raw = self._buffer[self._offset : self._offset + 16]
-        self._offset += 16
-        return uuid.UUID(bytes=raw, version=4).hex
-
-
-@dataclass
-class ServiceState:
-    """Everything the routes need, built in the lifespan and kept on ``app.state.service``."""
-
-    settings: ServiceSettings
-    model: ModelClient
-    batcher: InferenceBatcher
-    writer: LogWriter
-    metrics: ServiceMetrics
-    request_ids: _RequestIds
-
-    def log(
-        self,
-        request_id: str,
-        houses: Sequence[dict[str, Any]],
-        prices: Sequence[float] | None,
-        status: int,
-        model_version: str | None,
-        started: float,
-    ) -> None:
-        """Queue one log row per house (never blocks the request)."""
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        now = datetime.now(UTC)
-        name = self.settings.model_name
-        self.writer.submit(
-            [
-                {
-                    **house,
-                    "prediction": prices[i] if prices is not None else None,
-                    "model_name": name,
-                    "model_version": model_version,
-                    "request_id": request_id,
-                    "batch_index": i,
-                    "latency_ms": latency_ms,
-                    "status": status,
-                    "created_at": now,
-                }
-                for i, house in enumerate(houses)
-            ]
-        )
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -128,23 +55,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter()
 
 
-async def _infer(
-    request: Request, state: ServiceState, houses: list[dict[str, Any]]
-) -> tuple[str, Inference]:
-    request_id = state.request_ids.next()
-    request.state.request_id = request_id
-    started = getattr(request.state, "started", None) or time.perf_counter()
-    try:
-        inference = await state.batcher.infer(houses)
-    except ServiceError as exc:
-        request.state.model_version = state.model.model_version
-        state.log(request_id, houses, None, exc.status, state.model.model_version, started)
-        raise
-    request.state.model_version = inference.model_version
-    state.log(request_id, houses, inference.prices, 200, inference.model_version, started)
-    return request_id, inference
-
-
 @router.post(
     "/predict",
     response_model=models.PredictionResponse,
@@ -154,16 +64,9 @@ async def _infer(
 )
 async def predict(house: models.House, request: Request, state: StateDep) -> Response:  # type: ignore[valid-type]
     """Price one house: the original's request and response, plus model and request id."""
-    request_id, inference = await _infer(request, state, [house.model_dump()])  # type: ignore[attr-defined]
-    body = {
-        "status": 200,
-        "message": models.MESSAGE,
-        "response": {"prediction": inference.prices[0], "unit": models.UNIT},
-        "model_name": state.settings.model_name,
-        "model_version": inference.model_version,
-        "request_id": request_id,
-    }
-    return json_response(200, body, {"X-Request-ID": request_id})
+    houses = [house.model_dump()]  # type: ignore[attr-defined]
+    request_id, body = await prediction.predict(state, houses, request.scope["state"], batch=False)
+    return Response(body, media_type="application/json", headers={"X-Request-ID": request_id})
 
 
 @router.post(
@@ -175,23 +78,10 @@ async def predict(house: models.House, request: Request, state: StateDep) -> Res
 )
 async def predict_batch(batch: models.BatchRequest, request: Request, state: StateDep) -> Response:
     """Price up to ``BRIDGEAI_MAX_BATCH_ROWS`` houses with one model call, in request order."""
-    limit = state.settings.max_batch_rows
-    if len(batch.houses) > limit:
-        raise BatchTooLarge(
-            f"houses: {len(batch.houses)} rows exceed the limit of {limit} per request "
-            "(BRIDGEAI_MAX_BATCH_ROWS); split the batch"
-        )
-    houses = [house.model_dump() for house in batch.houses]
-    request_id, inference = await _infer(request, state, houses)
-    body = {
-        "status": 200,
-        "message": models.BATCH_MESSAGE,
-        "response": {"predictions": inference.prices, "unit": models.UNIT},
-        "model_name": state.settings.model_name,
-        "model_version": inference.model_version,
-        "request_id": request_id,
-    }
-    return json_response(200, body, {"X-Request-ID": request_id})
+    prediction.check_batch_size(state, len(batch.houses))
+    houses = [house.model_dump() for house in batch.houses]  # type: ignore[attr-defined]
+    request_id, body = await prediction.predict(state, houses, request.scope["state"], batch=True)
+    return Response(body, media_type="application/json", headers={"X-Request-ID": request_id})
 
 
 @router.get(
@@ -269,37 +159,6 @@ class BodyLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-def _build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceState:
-    model = ModelClient(
-        settings.model_url,
-        settings.model_name,
-        timeout=settings.model_timeout,
-        retries=settings.model_retries,
-        backoff=settings.model_retry_backoff,
-        max_connections=settings.model_max_connections,
-    )
-    writer = LogWriter(
-        settings.resolved_database_url(),
-        Spool(settings.resolved_spool_dir()),
-        batch_size=settings.log_batch_size,
-        flush_interval=settings.log_flush_interval,
-        queue_limit=settings.log_queue_limit,
-        connect_timeout=settings.db_connect_timeout,
-        retry_interval=settings.db_retry_interval,
-    )
-    batcher = InferenceBatcher(
-        model, max_rows=settings.model_batch_rows, max_wait=settings.model_batch_wait
-    )
-    return ServiceState(
-        settings=settings,
-        model=model,
-        batcher=batcher,
-        writer=writer,
-        metrics=metrics,
-        request_ids=_RequestIds(),
-    )
-
-
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the prediction service.
 
@@ -315,7 +174,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = _build_state(settings, metrics)
+        state = build_state(settings, metrics)
         # Connecting and migrating can block for the connect timeout: keep the loop free.
         await asyncio.to_thread(state.writer.start)
         metrics.writer = state.writer
@@ -353,6 +212,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    if settings.fast_lane:
+        app.add_middleware(PredictionLane, fastapi_app=app)
     max_bytes = settings.max_batch_rows * _BYTES_PER_HOUSE + 64 * 1024
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
     if settings.api_key is not None and settings.api_key.get_secret_value():

@@ -9,6 +9,7 @@ id and no stack trace (the trace goes to the server log).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -72,21 +73,18 @@ def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-async def _service_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceError)
-    body = {"status": exc.status, "message": exc.message, "request_id": _request_id(request)}
-    return json_response(exc.status, body, exc.headers)
+def error_body(
+    exc: ServiceError, request_id: str | None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, body and headers of the response to a domain error."""
+    body = {"status": exc.status, "message": exc.message, "request_id": request_id}
+    return exc.status, body, exc.headers
 
 
-def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
-    return ".".join(parts) or "body"
-
-
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+def validation_body(errors: Sequence[Mapping[str, Any]], request_id: str | None) -> dict[str, Any]:
+    """The 422 body: a message naming every offending field, and the details."""
     details = []
-    for error in exc.errors():
+    for error in errors:
         # ctx may hold exception objects; keep only what serialises and helps.
         message = str(error.get("msg", "")).removeprefix("Value error, ")
         details.append(
@@ -103,13 +101,28 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
     if len(details) > 5:
         summary += f"; and {len(details) - 5} more"
-    body = {
+    return {
         "status": 422,
         "message": f"Invalid request: {summary}",
         "detail": details,
-        "request_id": _request_id(request),
+        "request_id": request_id,
     }
-    return json_response(422, body)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    status, body, headers = error_body(exc, _request_id(request))
+    return json_response(status, body, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return json_response(422, validation_body(exc.errors(), _request_id(request)))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -1,0 +1,339 @@
+"""Prediction service under load: BridgeAI's service vs a faithful re-creation of the original.
+
+Target (issue 7): with the model server and a real PostgreSQL on this machine, single
+predictions at concurrency 32 reach >= 1,000 requests/s with p99 <= 50 ms, and every request is
+in ``prediction_logs`` afterwards. The anchor is ``bench/original_prediction_service.py``: the
+original's design (sync endpoint, two commits per request, ``requests.post`` per call) on the
+same model server and the same PostgreSQL, measured in the same run.
+
+Load generator: ``wrk`` (Debian's wrk 4.1, C, HdrHistogram latencies) with one thread and 32
+keep-alive connections, and a Lua script that records every response's status and request id
+(so "every request logged" is checked id by id, not only by count). PostgreSQL runs with its
+durable defaults (``fsync=on``, ``synchronous_commit=on``), as in production; pass ``--fast-pg``
+for the test clusters' ``fsync=off``. Each service is stopped with SIGTERM before its rows are
+counted, so the check includes the clean-shutdown flush.
+
+    uv run python bench/bench_prediction_service.py [--duration 20] [--connections 32]
+
+Needs ``wrk`` (``apt-get install wrk``) and the PostgreSQL server binaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+sys.path.insert(0, str(ROOT))  # tests.support: the throwaway PostgreSQL cluster, a small model
+
+from bridgeai import procs, schema  # noqa: E402
+from tests.support.postgres import DATABASE, PostgresCluster, find_bin  # noqa: E402
+
+TARGET_RPS = 1000.0
+TARGET_P99_MS = 50.0
+MODEL_NAME = "house_price_prediction_prod"
+
+LUA = r"""
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+end
+function init(args)
+  out = io.open(args[1] .. "/responses-" .. tid .. ".txt", "w")
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = BODY
+function response(status, headers, body)
+  local id = string.match(body, '"request_id":"(%x+)"')
+  out:write(status, " ", id or "-", "\n")
+end
+function done(summary, latency, requests)
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "connect_errors": %d, "read_errors": %d, ' ..
+    '"write_errors": %d, "status_errors": %d, "timeouts": %d, "p50_us": %d, "p90_us": %d, ' ..
+    '"p99_us": %d, "p999_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max))
+end
+"""
+
+
+class DurablePostgres(PostgresCluster):
+    """The test cluster helper, but with PostgreSQL's durable defaults (fsync, sync commit)."""
+
+    fast: bool = False
+
+    def start(self) -> None:
+        if not self.data_dir.exists():
+            self.init()
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
+        if self.fast:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self._run(
+            str(find_bin("pg_ctl")), "-D", str(self.data_dir), "-o", options,
+            "-l", str(self.root / "postgres.log"), "-w", "-t", "60", "start",
+        )  # fmt: skip
+        if not self._database_exists():
+            self._psql(f"CREATE DATABASE {DATABASE}", database="postgres")
+
+    def database(self, name: str) -> str:
+        self.psql(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    errors: int
+    statuses: dict[int, int]
+    ids: set[str]
+    cpu_s: dict[str, float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk(url: str, seconds: float, connections: int, workdir: Path, pids: dict[str, int]):
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "post.lua"
+    body = json.dumps(schema.EXAMPLE_HOUSE, separators=(",", ":"))
+    script.write_text(LUA.replace("BODY", json.dumps(body)))
+    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--timeout", "10s",
+        "-s", str(script), f"{url}/predict", "--", str(workdir),
+    ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu = {name: _cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    match = re.search(r"^WRKJSON (.*)$", out, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    doc = json.loads(match.group(1))
+    statuses: dict[int, int] = {}
+    ids: set[str] = set()
+    for path in workdir.glob("responses-*.txt"):
+        for line in path.read_text().splitlines():
+            status, request_id = line.split(" ", 1)
+            statuses[int(status)] = statuses.get(int(status), 0) + 1
+            if request_id != "-":
+                ids.add(request_id)
+    errors = sum(doc[k] for k in doc if k.endswith("_errors") or k == "timeouts")
+    return LoadResult(
+        requests=doc["requests"],
+        seconds=doc["duration_us"] / 1e6,
+        p50_ms=doc["p50_us"] / 1000,
+        p99_ms=doc["p99_us"] / 1000,
+        p999_ms=doc["p999_us"] / 1000,
+        errors=errors,
+        statuses=statuses,
+        ids=ids,
+        cpu_s=cpu,
+    )
+
+
+def _start(command: list[str], log_file: Path, ready_url: str, name: str, env=None):
+    process = procs.start_process(command, log_file=log_file, env=env)
+    procs.wait_until(
+        lambda: procs.http_ok(ready_url), timeout=180, service=name, log_file=log_file,
+        process=process,
+    )  # fmt: skip
+    return process
+
+
+def _stop_gracefully(process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        procs.stop_process(process.pid)
+
+
+def _rows(cluster: PostgresCluster, database: str, column: str | None = None) -> list[str]:
+    env = {**os.environ, "PGPASSWORD": "bridgeai-test"}
+    sql = f"SELECT {column or 'count(*)'} FROM prediction_logs"
+    out = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", "-d", database,
+         "-At", "-c", sql],
+        capture_output=True, text=True, check=True, env=env,
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+def _run_side(
+    name: str,
+    command: list[str],
+    url: str,
+    env: dict[str, str] | None,
+    args: argparse.Namespace,
+    work: Path,
+    model_pid: int,
+) -> tuple[LoadResult, LoadResult]:
+    process = _start(command, work / f"{name}.log", f"{url}/health", name, env)
+    try:
+        pids = {name: process.pid, "model-server": model_pid}
+        print(f"  {name}: warm-up {args.warmup:.0f}s", flush=True)
+        warm = _wrk(url, args.warmup, args.connections, work / f"{name}-warmup", pids)
+        print(f"  {name}: measuring {args.duration:.0f}s at concurrency {args.connections}")
+        measured = _wrk(url, args.duration, args.connections, work / f"{name}-run", pids)
+    finally:
+        _stop_gracefully(process)
+    return warm, measured
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="Measured seconds per side.")
+    parser.add_argument("--warmup", type=float, default=3.0, help="Warm-up seconds per side.")
+    parser.add_argument("--connections", type=int, default=32, help="Concurrent connections.")
+    parser.add_argument("--fast-pg", action="store_true", help="PostgreSQL with fsync=off.")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+
+    from bridgeai.synthetic import housing_frame
+    from tests.support.models import tiny_model
+
+    work = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    cluster = DurablePostgres()
+    cluster.fast = args.fast_pg
+    cluster.start()
+    model_server = None
+    try:
+        model_dir = tiny_model(housing_frame(545, seed=11), rounds=100).save(work / "model")
+        model_port = procs.free_port()
+        model_url = f"http://127.0.0.1:{model_port}"
+        model_server = _start(
+            [sys.executable, "-m", "bridgeai.cli", "serve-model", "--model-uri", str(model_dir),
+             "--host", "127.0.0.1", "--port", str(model_port)],
+            work / "model-server.log", f"{model_url}/v2/models/{MODEL_NAME}/ready",
+            "model server", {"BRIDGEAI_MODEL_SERVER_ACCESS_LOG": "false"},
+        )  # fmt: skip
+        service_db = cluster.database("bench_service")
+        original_db = cluster.database("bench_original")
+
+        port = procs.free_port()
+        print("BridgeAI service", flush=True)
+        service_env = {
+            "BRIDGEAI_MODEL_URL": model_url,
+            "BRIDGEAI_DATABASE_URL": service_db,
+            "BRIDGEAI_SPOOL_DIR": str(work / "spool"),
+            "BRIDGEAI_LOG_LEVEL": "warning",
+        }
+        load_avg_service = os.getloadavg()[0]
+        warm, ours = _run_side(
+            "service",
+            [sys.executable, "-m", "bridgeai.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(port)],
+            f"http://127.0.0.1:{port}", service_env, args, work, model_server.pid,
+        )  # fmt: skip
+        logged_ids = set(_rows(cluster, "bench_service", "request_id"))
+        answered = warm.ids | ours.ids
+        missing = answered - logged_ids
+
+        port = procs.free_port()
+        print("Original design (anchor)", flush=True)
+        load_avg_original = os.getloadavg()[0]
+        warm_o, original = _run_side(
+            "original",
+            [sys.executable, str(BENCH / "original_prediction_service.py"), "--port", str(port),
+             "--model-url", model_url, "--database-url", original_db],
+            f"http://127.0.0.1:{port}", None, args, work, model_server.pid,
+        )  # fmt: skip
+        original_rows = int(_rows(cluster, "bench_original")[0])
+    finally:
+        if model_server is not None:
+            procs.stop_process(model_server.pid)
+        cluster.destroy()
+
+    ok_ours = ours.statuses.get(200, 0)
+    pg_mode = "fsync=off" if args.fast_pg else "fsync=on, synchronous_commit=on"
+    results = [
+        ("service throughput", ours.rps, "req/s", f">= {TARGET_RPS:,.0f}", ours.rps >= TARGET_RPS),
+        ("service p50 latency", ours.p50_ms, "ms", None, None),
+        ("service p99 latency", ours.p99_ms, "ms", f"<= {TARGET_P99_MS:.0f}",
+         ours.p99_ms <= TARGET_P99_MS),
+        ("service non-200 responses + socket errors",
+         float(ours.requests - ok_ours + ours.errors), "count", "0",
+         ours.requests == ok_ours and ours.errors == 0),
+        ("service answered requests missing from prediction_logs", float(len(missing)), "count",
+         "0", not missing and bool(answered)),
+        ("service CPU per 1k requests", 1000 * ours.cpu_s["service"] / ours.requests, "s", None,
+         None),
+        ("model server CPU per 1k requests (service run)",
+         1000 * ours.cpu_s["model-server"] / ours.requests, "s", None, None),
+        ("original throughput (anchor)", original.rps, "req/s", None, None),
+        ("original p50 latency (anchor)", original.p50_ms, "ms", None, None),
+        ("original p99 latency (anchor)", original.p99_ms, "ms", None, None),
+        ("original CPU per 1k requests (anchor)",
+         1000 * original.cpu_s["original"] / max(original.requests, 1), "s", None, None),
+        ("model server CPU per 1k requests (anchor run)",
+         1000 * original.cpu_s["model-server"] / max(original.requests, 1), "s", None, None),
+        ("throughput ratio service/original", ours.rps / original.rps, "x", None, None),
+        ("p99 ratio original/service", original.p99_ms / ours.p99_ms, "x", None, None),
+    ]  # fmt: skip
+    notes = [
+        f"load generator: wrk (Debian 4.1), 1 thread, {args.connections} keep-alive connections, "
+        f"{args.duration:.0f} s measured after a {args.warmup:.0f} s warm-up, one JSON body "
+        "(the original's example house); a Lua hook records every response's status and id",
+        f"PostgreSQL 15 with {pg_mode}, model server `bridgeai serve-model` (access log off), "
+        f"all on this machine ({os.cpu_count()} CPUs)",
+        f"1-minute load average before each side: service {load_avg_service:.2f}, "
+        f"original {load_avg_original:.2f} (other work on the machine skews both)",
+        f"service: {len(answered)} responses with a request id (warm-up + run), "
+        f"{len(logged_ids)} rows after SIGTERM; {len(logged_ids) - len(answered)} extra rows are "
+        "requests still in flight when wrk stopped (answered after it hung up, still logged)",
+        f"original: {warm_o.requests + original.requests} responses, {original_rows} rows; "
+        f"statuses {original.statuses}",
+        "the original's design re-created in bench/original_prediction_service.py (psycopg 3 "
+        "instead of psycopg2, which is not installed here)",
+    ]
+    RESULTS.mkdir(exist_ok=True)
+    doc = {
+        "name": "prediction_service",
+        "results": [
+            {"metric": m, "value": float(v), "unit": u, "target": t, "ok": ok}
+            for m, v, u, t, ok in results
+        ],
+        "notes": notes,
+    }
+    (RESULTS / "prediction_service.json").write_text(json.dumps(doc, indent=1) + "\n")
+    width = max(len(r[0]) for r in results)
+    print(f"\n{'metric':<{width}}  {'value':>12}  unit    target    ok")
+    for metric, value, unit, target, ok in results:
+        mark = {True: "yes", False: "NO", None: ""}[ok]
+        print(f"{metric:<{width}}  {value:>12,.2f}  {unit:<6}  {target or '':<8}  {mark}")
+    print()
+    for note in notes:
+        print(f"- {note}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
