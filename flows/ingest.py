@@ -76,10 +76,10 @@ def download_source(source: str, storage: ObjectStorage, directory: Path) -> Pat
 
 
 @task(name="check-existing-version", **_IO_RETRIES, **_IN_PROCESS)
-def check_existing_version(repo: DataRepo, checksum: str) -> DataVersion | None:
+def check_existing_version(repo: DataRepo, checksum: str, remote_url: str) -> DataVersion | None:
     """Sync the data repository; return the version that already holds this content, if any."""
     repo.open(sync=True)
-    return data_versions.find_version(repo, checksum)
+    return data_versions.find_version(repo, checksum, remote_url=remote_url)
 
 
 @task(name="stage-version", **_IN_PROCESS)
@@ -194,7 +194,8 @@ def data_ingestion(
 
     with repo.lock():
         try:
-            existing = check_existing_version(repo, prepared.checksum)
+            remote = storage.dvc_remote()
+            existing = check_existing_version(repo, prepared.checksum, remote["url"])
             if existing is not None:
                 logger.info(
                     "%s already holds this content (checksum %s): nothing to version",
@@ -213,6 +214,7 @@ def data_ingestion(
                 rows=rows,
                 split=params,
                 created_at=created_at,
+                remote=remote,
                 extra={"cleaning": prepared.cleaning, "columns": prepared.columns},
             )
             md5 = stage_version(repo, storage, prepared, metadata)

@@ -348,19 +348,24 @@ class DataRepo:
 
     def read_files(self, rev: str, paths: list[str]) -> dict[str, bytes | None]:
         """The contents of ``paths`` at ``rev`` (None for a path missing there), in one git call."""
-        request = "".join(f"{rev}:{p}\n" for p in paths).encode()
-        out = self.git("cat-file", "--batch", input=request)
-        result: dict[str, bytes | None] = {}
+        return dict(zip(paths, self.read_objects([f"{rev}:{p}" for p in paths]), strict=True))
+
+    def read_objects(self, specs: list[str]) -> list[bytes | None]:
+        """The contents of ``rev:path`` specs (None when missing), in one ``git cat-file``."""
+        if not specs:
+            return []
+        out = self.git("cat-file", "--batch", input="".join(f"{s}\n" for s in specs).encode())
+        result: list[bytes | None] = []
         pos = 0
-        for path in paths:
+        for _ in specs:
             end = out.index(b"\n", pos)
             header = out[pos:end].split()
             pos = end + 1
             if header[-1] == b"missing":
-                result[path] = None
+                result.append(None)
                 continue
             size = int(header[2])
-            result[path] = out[pos : pos + size]
+            result.append(out[pos : pos + size])
             pos += size + 1
         return result
 

@@ -247,16 +247,26 @@ def version_at(repo: DataRepo, tag: str) -> DataVersion:
     )
 
 
-def find_version(repo: DataRepo, checksum: str) -> DataVersion | None:
-    """The existing version whose content checksum is ``checksum``, if any (no locking)."""
+def find_version(
+    repo: DataRepo, checksum: str, *, remote_url: str | None = None
+) -> DataVersion | None:
+    """The existing version with content checksum ``checksum``, if any (no locking).
+
+    Args:
+        repo: an opened repository.
+        checksum: see :func:`bridgeai.ingestion.checksum`.
+        remote_url: when given, only a version pushed to this DVC remote counts: identical
+            content that lives in another storage (say, ingested in embedded mode) is not there
+            for readers of this one.
+    """
     tags = repo.version_tags()
-    if not tags:
-        return None
-    files = {}
-    for tag in tags:
-        files[tag] = repo.read_files(f"refs/tags/{tag}", [METADATA_FILE])[METADATA_FILE]
-    for tag, raw in files.items():
-        if raw and json.loads(raw).get("checksum") == checksum:
+    records = repo.read_objects([f"refs/tags/{tag}:{METADATA_FILE}" for tag in tags])
+    for tag, raw in zip(tags, records, strict=True):
+        if not raw:
+            continue
+        record = json.loads(raw)
+        same_remote = remote_url is None or record.get("remote", {}).get("url") == remote_url
+        if record.get("checksum") == checksum and same_remote:
             return version_at(repo, tag)
     return None
 
@@ -289,9 +299,15 @@ def metadata(
     rows: Mapping[str, int],
     split: SplitParams,
     created_at: datetime,
+    remote: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The content of ``dataset.json`` for a new version."""
+    """The content of ``dataset.json`` for a new version.
+
+    Args:
+        remote: the DVC remote's non-secret settings (``ObjectStorage.dvc_remote()``); never
+            pass credentials here, the file is committed.
+    """
     return {
         "tag": tag,
         "source": source,
@@ -299,5 +315,6 @@ def metadata(
         "rows": dict(rows),
         "split": split.model_dump(),
         "created_at": created_at.isoformat(),
+        "remote": dict(remote or {}),
         **(extra or {}),
     }

@@ -19,6 +19,10 @@ from urllib.parse import urlsplit
 
 #: The DVC remote's name in ``.dvc/config``.
 REMOTE = "storage"
+#: The in-memory remote every transfer uses: the current storage block's full settings. A new
+#: name, not an override of ``storage``, because DVC merges overrides key by key and the version
+#: being read may have been pushed to another kind of remote (a folder, where this is S3).
+_RUNTIME_REMOTE = "bridgeai-runtime"
 
 _AUTH_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken")
 #: Exception class names (from botocore, aiohttp and DVC) that mean "the network failed".
@@ -88,7 +92,7 @@ def _open(workdir: Path, remote_config: Mapping[str, Any] | None = None) -> Iter
     """A DVC ``Repo`` on ``workdir``; ``remote_config`` (secrets included) stays in memory."""
     kwargs: dict[str, Any] = {"config": {"core": {"site_cache_dir": _site_cache(workdir)}}}
     if remote_config:
-        kwargs.update(remote=REMOTE, remote_config=dict(remote_config))
+        kwargs.update(remote=_RUNTIME_REMOTE, remote_config=dict(remote_config))
     with _repo_class()(str(workdir), **kwargs) as repo:
         repo.scm_context.quiet = True
         yield repo
@@ -143,7 +147,7 @@ def read(workdir: Path, rev: str, path: str, remote_config: Mapping[str, Any]) -
             path,
             repo=str(workdir),
             rev=rev,
-            remote=REMOTE,
+            remote=_RUNTIME_REMOTE,
             remote_config=dict(remote_config),
             config={"core": {"site_cache_dir": _site_cache(workdir)}},
             mode="rb",

@@ -305,3 +305,22 @@ def test_wrong_s3_credentials_fail_without_retry_and_keep_nothing(
     assert not caught.value.transient
     assert list_data_versions(repository=repo) == []
     assert git(repo.workdir, "status", "--porcelain") == ""
+
+
+@pytest.mark.integration
+def test_identical_content_in_another_storage_is_versioned_again(
+    bridgeai_home: Path, s3_storage: ObjectStorage
+) -> None:
+    repo, local = DataRepo(), ObjectStorage()
+    first = publish(repo, local, housing_frame(100, seed=91))
+    # Embedded first, then the local stack's S3: the S3 readers need the bytes in S3.
+    shutil.rmtree(repo.workdir / ".dvc" / "cache")
+    with pytest.raises(DataRepoError, match="pushed to another storage") as caught:
+        load_split(first.tag, "train", storage=s3_storage, repository=repo)
+    assert not caught.value.transient
+    moved = publish(repo, s3_storage, housing_frame(100, seed=91))
+    assert moved.created and moved.tag == "data-v1.1.0" and moved.checksum == first.checksum
+    assert moved.md5 == first.md5  # same bytes, now in both remotes
+    frame = load_split(moved.tag, "train", storage=s3_storage, repository=repo)
+    assert frame.equals(load_split(first.tag, "train", storage=local, repository=repo))
+    assert publish(repo, s3_storage, housing_frame(100, seed=91)).tag == "data-v1.1.0"

@@ -72,7 +72,8 @@ def publish(
     splits = split_frame(cleaned)
     with repo.lock():
         repo.open(sync=True)
-        existing = data_versions.find_version(repo, checksum)
+        remote = storage.dvc_remote()
+        existing = data_versions.find_version(repo, checksum, remote_url=remote["url"])
         if existing:
             return existing
         tag = data_versions.next_tag(repo.version_tags(), bump)
@@ -84,9 +85,10 @@ def publish(
             rows=rows,
             split=params,
             created_at=datetime.now(UTC),
+            remote=remote,
         )
         try:
-            md5 = repo.stage(splits, meta, storage.dvc_remote())
+            md5 = repo.stage(splits, meta, remote)
             repo.push_data(data_versions.remote_config(storage))
             commit = repo.commit_version(tag, f"{tag}: test")
         except BaseException:
