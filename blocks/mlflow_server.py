@@ -47,10 +47,15 @@ class MLflowServer(Block):
         return self.tracking_uri or embedded_mlflow_uri()
 
     def artifact_location(self) -> str | None:
-        """Artifact root for new experiments: a local folder in embedded mode, else None."""
-        if self.tracking_uri:
-            return None
-        return Path(home_dir("mlflow", "artifacts")).as_uri()
+        """Artifact root for new experiments: a folder beside a SQLite store, else the server's."""
+        if not self.tracking_uri:
+            return Path(home_dir("mlflow", "artifacts")).as_uri()
+        if self.tracking_uri.startswith("sqlite:///"):
+            # A database file has no artifact root of its own: MLflow would default to ./mlruns
+            # in whatever directory the process happens to run in. Keep them beside the file.
+            database = Path(self.tracking_uri.removeprefix("sqlite:///"))
+            return (database.parent / "artifacts").resolve().as_uri()
+        return None
 
     def env(self) -> dict[str, str]:
         """Environment variables that point ``mlflow`` commands and clients at this server."""
