@@ -153,3 +153,31 @@ def test_unsupported_urls_say_what_to_use(bad: str) -> None:
 def test_default_database_lives_under_bridgeai_home(bridgeai_home: Path) -> None:
     url = prediction_log.default_database_url()
     assert url == f"sqlite:///{bridgeai_home / 'service' / 'predictions.db'}"
+
+
+def test_large_batches_round_trip_and_replays_are_ignored(database_url: str) -> None:
+    # >= COPY_MIN_ROWS: PostgreSQL takes the COPY path; replaying the batch adds nothing.
+    rows = [_row(f"copy-{i}", T0 + timedelta(seconds=i)) for i in range(30)]
+    rows[3] = _row("copy-3", T0 + timedelta(seconds=3), status=503)
+    assert len(rows) >= prediction_log.COPY_MIN_ROWS
+    engine = _migrated(database_url)
+    with engine.begin() as connection:
+        prediction_log.insert_rows(connection, rows)
+    with engine.begin() as connection:
+        prediction_log.insert_rows(connection, rows)
+        prediction_log.insert_rows(connection, rows[:25])  # twice in one transaction
+    with engine.connect() as connection:
+        stored = (
+            connection.execute(
+                sa.select(prediction_log.prediction_logs).order_by(
+                    prediction_log.prediction_logs.c.id
+                )
+            )
+            .mappings()
+            .all()
+        )
+    engine.dispose()
+    assert [r["request_id"] for r in stored] == [f"copy-{i}" for i in range(30)]
+    assert stored[3]["prediction"] is None and stored[3]["status"] == 503
+    assert stored[7]["created_at"] == T0 + timedelta(seconds=7)
+    assert stored[0]["furnishingstatus"] == "furnished" and stored[0]["area"] == 1200.0

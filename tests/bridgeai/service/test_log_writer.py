@@ -133,14 +133,14 @@ def test_rows_spooled_at_shutdown_are_replayed_by_the_next_process(
 def test_a_row_the_database_rejects_is_set_aside_and_the_rest_written(
     pg_database_url: str, tmp_path: Path
 ) -> None:
-    rows = _rows(5, "d")
+    rows = _rows(25, "d")  # a batch large enough to take the COPY path
     rows[2]["furnishingstatus"] = "x" * 100  # longer than the column: a data error
     writer = _writer(pg_database_url, tmp_path / "spool")
     writer.start()
     try:
         writer.submit(rows)
         wait_for(lambda: writer.rows_rejected == 1)
-        wait_for(lambda: count_rows(pg_database_url) == 4)
+        wait_for(lambda: count_rows(pg_database_url) == 24)
     finally:
         writer.stop()
     (line,) = (tmp_path / "spool" / "rejected.jsonl").read_text().splitlines()
