@@ -134,7 +134,7 @@ def clean_and_split(frame: pl.DataFrame, params: SplitParams) -> Prepared:
 @flow(name="data-ingestion")
 def data_ingestion(
     source: Annotated[
-        str | None,
+        str | Path | None,
         Field(
             description="http(s) URL, s3:// URI or local path of the housing CSV. "
             "Default: $BRIDGEAI_DATA_SOURCE, else the original's public HousingData.csv."
@@ -179,7 +179,7 @@ def data_ingestion(
     """
     logger = get_run_logger()
     started = time.perf_counter()
-    source = source or ingestion.default_source()
+    source = str(source or ingestion.default_source())
     _refuse_inline_credentials(source)
     shown = redact_url(source)
     params = SplitParams(test_size=test_size, val_size=val_size, seed=seed)

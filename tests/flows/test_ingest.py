@@ -237,7 +237,7 @@ def test_embedded_synthetic_versions_bumps_and_dataset_record(
     synthetic_csvs: dict[str, Path],  # noqa: F811
 ) -> None:
     names, workdir = embedded["names"], embedded["workdir"]
-    v1 = data_ingestion(source=str(synthetic_csvs["old"]), **names)
+    v1 = data_ingestion(source=synthetic_csvs["old"], **names)  # a Path, as from a notebook
     v2 = data_ingestion(source=synthetic_csvs["new"].as_uri(), bump="patch", **names)
     # Same content with other split parameters is other content.
     v3 = data_ingestion(source=str(synthetic_csvs["new"]), bump="major", seed=7, **names)
