@@ -166,13 +166,14 @@ def data_ingestion(
     nothing is versioned.
 
     Args:
-        source: http(s) URL, s3:// URI or local path of the CSV.
-        bump: major, minor or patch.
-        test_size: fraction held out for test.
-        val_size: fraction of the rest held out for val.
+        source: http(s) URL, s3:// URI or local path of the housing CSV. Default:
+            $BRIDGEAI_DATA_SOURCE, else the original's public HousingData.csv.
+        bump: Which part of data-vX.Y.Z to increase for a new version (major, minor, patch).
+        test_size: Fraction of the rows held out for test.
+        val_size: Fraction of the remaining rows held out for val.
         seed: random_state of the split.
-        storage_block: ObjectStorage block name.
-        repository_block: DataRepository block name.
+        storage_block: ObjectStorage block holding the DVC remote.
+        repository_block: DataRepository block: the git repository of the data versions.
 
     Returns:
         The data version (``created`` is False when identical content already existed).
