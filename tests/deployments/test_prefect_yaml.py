@@ -178,6 +178,15 @@ def test_deploy_all_registers_both_pools_and_a_local_run_completes(
             params = registered[("deploy-model", "local")].parameter_openapi_schema["properties"]
             assert all(v.get("description") for v in params.values())
             assert "rollback" in params["model_version"]["description"].lower()
+            if "flows/train.py:model_training" in present:
+                # The drift trigger became one automation per training deployment, disabled.
+                automations = [
+                    a
+                    for a in client.read_automations()
+                    if "bridgeai.drift.detected" in a.trigger.expect
+                ]
+                assert len(automations) == 2
+                assert not any(a.enabled for a in automations)
             if undescribed:  # other issues' flows: reported, owned by their authors
                 warnings.warn(f"parameters without a description: {undescribed}", stacklevel=1)
 
