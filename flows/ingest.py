@@ -291,4 +291,17 @@ def _problems_markdown(error: ingestion.ValidationError) -> str:
     for p in error.problems:
         examples = "; ".join(f"line {line}: `{value!r}`" for line, value in p.samples)
         lines.append(f"| {p.column} | {p.problem} | {p.count or ''} | {examples} |")
+    samples = [
+        (p, line, row)
+        for p in error.problems
+        for (line, _), row in zip(p.samples, p.rows, strict=True)
+    ]
+    if samples:
+        columns = list(samples[0][2])
+        lines += ["", "Sample rows, as read:", ""]
+        lines.append("| column: problem | line | " + " | ".join(columns) + " |")
+        lines.append("|---|---|" + "---|" * len(columns))
+        for p, line, row in samples:
+            cells = " | ".join("" if row.get(c) is None else str(row.get(c)) for c in columns)
+            lines.append(f"| {p.column}: {p.problem} | {line} | {cells} |")
     return "\n".join(lines)

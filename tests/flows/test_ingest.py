@@ -186,6 +186,10 @@ def test_invalid_csv_fails_naming_the_column_and_versions_nothing(
         assert commit_count(workdir) == commits and tags(workdir) == refs, kind
         artifact = _artifacts(state.state_details.flow_run_id)["data-validation"]
         assert message.split(":")[0] in artifact.data
+        if kind != "missing column":  # a row-level problem shows its whole row
+            assert "Sample rows" in artifact.data and ("call us" in artifact.data) == (
+                kind == "non-numeric price"
+            )
 
     better = write_csv(tmp_path / "better.csv", housing_frame(80, seed=53))
     assert data_ingestion(source=str(better), **names).tag == "data-v1.1.0"
