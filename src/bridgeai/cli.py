@@ -46,9 +46,17 @@ def up() -> None:
 
 @app.command()
 def down() -> None:
-    """Stop the local stack (the worker first); data is kept under $BRIDGEAI_HOME/stack."""
+    """Stop the local stack (the worker first) and any local model server / prediction service.
+
+    Data is kept under $BRIDGEAI_HOME.
+    """
+    from bridgeai import local_serving
     from bridgeai.stack import Stack
 
+    if local_serving.stop_service():
+        typer.echo("prediction-service: stopped")
+    if local_serving.stop():
+        typer.echo("model-server: stopped")
     Stack().down(echo=typer.echo)
 
 

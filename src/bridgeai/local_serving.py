@@ -83,11 +83,16 @@ def _save(server: LocalServer) -> None:
     tmp.replace(path)
 
 
-def serve_command(model_uri: str, host: str, port: int) -> list[str]:
-    """``bridgeai serve-model`` from this environment's ``bin`` (the image runs the same)."""
+def _bridgeai(*args: str) -> list[str]:
+    """A ``bridgeai`` command line from this environment's ``bin``."""
     exe = Path(sys.executable).parent / "bridgeai"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "bridgeai.cli"]
-    return [*base, "serve-model", "--model-uri", model_uri, "--host", host, "--port", str(port)]
+    return [*base, *args]
+
+
+def serve_command(model_uri: str, host: str, port: int) -> list[str]:
+    """``bridgeai serve-model`` from this environment's ``bin`` (the image runs the same)."""
+    return _bridgeai("serve-model", "--model-uri", model_uri, "--host", host, "--port", str(port))
 
 
 def start(
@@ -183,3 +188,113 @@ def status() -> dict[str, Any]:
         "url": server.infer_url,
         **asdict(server),
     }
+
+
+# -- the prediction service beside it ---------------------------------------------------------
+SERVICE_STATE_FILE = "prediction-service.json"
+
+
+@dataclass
+class LocalService:
+    """A running local prediction service (``bridgeai serve``), as recorded in its state file."""
+
+    pid: int
+    host: str
+    port: int
+    model_url: str
+    log_file: str
+    started_at: float
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ready_url(self) -> str:
+        """``/ready``: the prediction log's database and the model server both answer."""
+        return f"{self.base_url}/ready"
+
+    def alive(self) -> bool:
+        return procs.pid_alive(self.pid)
+
+
+def _service_state_path() -> Path:
+    return state_dir() / SERVICE_STATE_FILE
+
+
+def current_service() -> LocalService | None:
+    """The recorded prediction service if its process is alive, else None."""
+    try:
+        service = LocalService(**json.loads(_service_state_path().read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return service if service.alive() else None
+
+
+def start_service(
+    model_url: str,
+    *,
+    host: str = procs.LOOPBACK,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> LocalService:
+    """(Re)start ``bridgeai serve`` in front of the model server at ``model_url``.
+
+    A running service is reused when it already points at ``model_url``; otherwise it is stopped
+    first (it owns the prediction-log spool, which one process may hold at a time) and a new one
+    starts. The prediction log is the service's default (SQLite under ``$BRIDGEAI_HOME``) unless
+    ``env`` or the environment sets ``BRIDGEAI_DATABASE_URL``.
+
+    Raises:
+        procs.ServiceStartError: the service exited or was not ready in time (log tail included).
+    """
+    running = current_service()
+    if (
+        running is not None
+        and running.model_url == model_url
+        and port in (None, running.port)
+        and procs.http_ok(running.ready_url)
+    ):
+        return running
+    stop_service()
+    port = port or procs.free_port(host)
+    log_file = state_dir() / "logs" / f"prediction-service-{port}.log"
+    process = procs.start_process(
+        _bridgeai("serve", "--host", host, "--port", str(port)),
+        log_file=log_file,
+        env={**dict(env or {}), "BRIDGEAI_MODEL_URL": model_url},
+    )
+    service = LocalService(
+        pid=process.pid,
+        host=host,
+        port=port,
+        model_url=model_url,
+        log_file=str(log_file),
+        started_at=time.time(),
+    )
+    try:
+        procs.wait_until(
+            lambda: procs.http_ok(service.ready_url),
+            timeout=timeout,
+            service="prediction service",
+            log_file=log_file,
+            process=process,
+        )
+    except procs.ServiceStartError:
+        procs.stop_process(process.pid)
+        raise
+    path = _service_state_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(service), indent=2))
+    tmp.replace(path)
+    return service
+
+
+def stop_service() -> bool:
+    """Stop the recorded prediction service (it flushes its log on SIGTERM); True if one ran."""
+    service = current_service()
+    stopped = procs.stop_process(service.pid, timeout=30) if service else False
+    with contextlib.suppress(OSError):
+        _service_state_path().unlink()
+    return stopped

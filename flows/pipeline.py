@@ -1,0 +1,355 @@
+"""The whole pipeline as one flow: ingest → train → image → deploy → smoke → drift.
+
+Each stage is the stage's own flow called as a subflow, so the Prefect UI shows the tree and every
+stage can still be run, scheduled and retried on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from bridgeai.data_versions import DataVersion
+from bridgeai.drift import DriftResult
+from bridgeai.image import ImageRef
+from bridgeai.smoke import SmokeResult
+from flows.build_image import build_model_image
+from flows.deploy import DeployResult, deploy_model
+from flows.drift import drift_monitoring
+from flows.ingest import data_ingestion
+from flows.train import TrainResult, model_training
+
+DEFAULT_BASE_IMAGE_ENV = "BRIDGEAI_BASE_IMAGE"
+
+
+class PipelineResult(BaseModel):
+    """Each stage's outcome; a stage that did not run has ``None`` and a note saying why."""
+
+    data: DataVersion
+    training: TrainResult
+    image: ImageRef | None = None
+    image_note: str = ""
+    deployment: DeployResult | None = None
+    deployment_note: str = ""
+    smoke: SmokeResult | None = None
+    smoke_note: str = ""
+    drift: DriftResult | None = None
+    drift_note: str = ""
+    seconds: float = 0.0
+
+    def outcomes(self) -> list[tuple[str, str]]:
+        """One line per stage, as the demo prints them and the summary artifact shows them."""
+        t, smoke, drift = self.training, self.smoke, self.drift
+        decision = "promoted to champion" if t.promoted else "not promoted"
+        lines = [
+            ("data", f"{self.data.tag} ({'new version' if self.data.created else 'unchanged'}, "
+             f"{'/'.join(str(self.data.rows[s]) for s in ('train', 'val', 'test'))} rows)"),
+            ("model", f"version {t.model_version}: test R2 {t.metrics['r2']:.3f}, RMSE "
+             f"{t.metrics['rmse']:,.0f}, MAE {t.metrics['mae']:,.0f} (median baseline R2 "
+             f"{t.baseline_metrics['r2']:.3f}, RMSE {t.baseline_metrics['rmse']:,.0f})"),
+            ("promotion", f"{decision}: {t.reason}"),
+            ("image", self.image.reference if self.image else self.image_note),
+            ("endpoint", self.deployment.url if self.deployment else self.deployment_note),
+        ]  # fmt: skip
+        if smoke is not None:
+            mape = f", MAPE {100 * smoke.mape:.1f}%" if smoke.mape is not None else ""
+            lines.append(
+                ("prediction", f"example house {smoke.example_prediction:,.0f} {smoke.unit} "
+                 f"from v{smoke.model_version} via {smoke.service_url} "
+                 f"({smoke.requests} requests{mape})")
+            )  # fmt: skip
+        else:
+            lines.append(("prediction", self.smoke_note))
+        if drift is not None:
+            verdict = "DRIFT DETECTED" if drift.drift_detected else "no dataset drift"
+            columns = ", ".join(drift.drifted_columns) or "none"
+            lines.append(
+                ("drift", f"{verdict} ({drift.reference} vs {drift.current}: "
+                 f"{drift.drift_share:.0%} of columns drifted: {columns})")
+            )  # fmt: skip
+            lines.append(("report", drift.report_uri or drift.message))
+        else:
+            lines.append(("drift", self.drift_note))
+        return lines
+
+
+# -- tasks: small decisions and the smoke check -------------------------------------------------
+@task(cache_policy=NO_CACHE)
+def docker_engine() -> str | None:
+    """None when a Docker engine answers, else why not (the pipeline then skips the image)."""
+    from bridgeai.image import DockerUnavailableError, connect
+
+    try:
+        connect(timeout=10).close()
+    except DockerUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+@task(cache_policy=NO_CACHE)
+def previous_data_version(tag: str, repository_block: str) -> str | None:
+    """The version tagged just before ``tag``, or None for the first one."""
+    from blocks import DataRepository, load_block
+    from bridgeai.data_versions import list_data_versions
+
+    tags = list_data_versions(repository=load_block(DataRepository, repository_block))
+    index = tags.index(tag) if tag in tags else len(tags)
+    return tags[index - 1] if index > 0 else None
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def smoke_predictions(
+    model_url: str,
+    data_version: str,
+    rows: int,
+    service_url: str | None,
+    storage_block: str,
+    repository_block: str,
+) -> SmokeResult:
+    """Post held-out houses through the prediction service and check the answers.
+
+    Locally the service is (re)started in front of the freshly deployed model server; with
+    ``service_url`` the running service there is used instead.
+    """
+    from blocks import DataRepository, ObjectStorage, load_block
+    from bridgeai import local_serving
+    from bridgeai.data_versions import load_split
+    from bridgeai.smoke import run_smoke
+
+    logger = get_run_logger()
+    if service_url is None:
+        base = model_url.split("/v2/", 1)[0]
+        service = local_serving.start_service(base)
+        service_url = service.base_url
+        logger.info("prediction service at %s (log %s)", service_url, service.log_file)
+    test = load_split(
+        data_version,
+        "test",
+        storage=load_block(ObjectStorage, storage_block),
+        repository=load_block(DataRepository, repository_block),
+    )
+    houses = test.head(rows).to_dicts()
+    api_key = os.environ.get("BRIDGEAI_API_KEY")
+    result = run_smoke(service_url, houses, api_key=api_key)
+    logger.info(
+        "%d predictions through %s from %s v%s: example house %.0f %s, MAPE %.1f%%",
+        result.requests,
+        service_url,
+        result.model_name,
+        result.model_version,
+        result.example_prediction,
+        result.unit,
+        100 * (result.mape or 0.0),
+    )
+    return result
+
+
+@task(cache_policy=NO_CACHE)
+def wait_for_prediction_log(expected: int, start: datetime, timeout: float = 30.0) -> int:
+    """Wait until the service's batched writer has stored ``expected`` rows since ``start``."""
+    from bridgeai.prediction_log import default_database_url, read_window
+
+    database_url = os.environ.get("BRIDGEAI_DATABASE_URL") or default_database_url()
+    deadline = time.monotonic() + timeout
+    while True:
+        found = read_window(database_url, start, datetime.now(UTC) + timedelta(seconds=1)).height
+        if found >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.25)
+
+
+# -- the flow -------------------------------------------------------------------------------------
+@flow(name="mlops-pipeline")
+def mlops_pipeline(
+    source: str | None = Field(
+        default=None,
+        description="Housing CSV: http(s) URL, s3:// URI or local path. Empty: "
+        "$BRIDGEAI_DATA_SOURCE, else the original's public HousingData.csv.",
+    ),
+    deploy_as_code: bool = Field(
+        default=True,
+        description="The original's switch: chain on to image, deployment, smoke test and "
+        "drift; off: stop after training.",
+    ),
+    force_deploy: bool = Field(
+        default=False, description="Build and deploy even when the new model was not promoted."
+    ),
+    target: Literal["local", "kserve"] = Field(
+        default="local",
+        description="local: model server and prediction service as processes here; kserve: "
+        "the InferenceService on the cluster.",
+    ),
+    build_image: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="auto: build and push when a Docker engine is reachable (required for "
+        "kserve); always: fail without one; never: skip.",
+    ),
+    base_image: str | None = Field(
+        default=None,
+        description="Base image for the model image. Empty: $BRIDGEAI_BASE_IMAGE, else the "
+        "build flow's default (python:3.11-slim).",
+    ),
+    smoke_rows: int = Field(
+        default=20, ge=0, le=1000, description="Held-out houses sent through the service."
+    ),
+    service_url: str | None = Field(
+        default=None,
+        description="kserve: base URL of the prediction service in the cluster. Empty with "
+        "target local: started here.",
+    ),
+    drift_share_threshold: float = Field(
+        default=0.5, gt=0, le=1, description="Share of drifted columns that means drift."
+    ),
+    storage_block: str = Field(default="bridgeai", description="ObjectStorage block name."),
+    mlflow_block: str = Field(default="bridgeai", description="MLflowServer block name."),
+    registry_block: str = Field(default="bridgeai", description="ContainerRegistry block name."),
+    repository_block: str = Field(default="bridgeai", description="DataRepository block name."),
+) -> PipelineResult:
+    """Run every stage of the BridgeAI pipeline, each as a subflow.
+
+    Ingest and version the data; train and gate the model; when it was promoted (or
+    ``force_deploy``): build and push the model image if a Docker engine is reachable, deploy
+    it, and send held-out houses through the prediction service; finally compare the data with
+    the previous data version for drift (or, for the first version, the smoke traffic with the
+    training data).
+    """
+    logger = get_run_logger()
+    began = time.monotonic()
+    blocks = {"storage_block": storage_block, "repository_block": repository_block}
+
+    data = data_ingestion(source=source, **blocks)
+    logger.info("data: %s (%s)", data.tag, "new" if data.created else "unchanged content")
+    training = model_training(data_version=data.tag, mlflow_block=mlflow_block, **blocks)
+    result = PipelineResult(data=data, training=training)
+
+    if not deploy_as_code:
+        note = "deploy_as_code is off: stopped after training"
+        result.image_note = result.deployment_note = result.smoke_note = note
+    elif not (training.promoted or force_deploy):
+        note = f"version {training.model_version} was not promoted: the champion keeps serving"
+        result.image_note = result.deployment_note = result.smoke_note = note
+    else:
+        _deploy_stages(
+            result,
+            target=target,
+            build_image=build_image,
+            base_image=base_image or os.environ.get(DEFAULT_BASE_IMAGE_ENV),
+            smoke_rows=smoke_rows,
+            service_url=service_url,
+            storage_block=storage_block,
+            mlflow_block=mlflow_block,
+            registry_block=registry_block,
+            repository_block=repository_block,
+        )
+
+    if deploy_as_code:
+        _drift_stage(result, drift_share_threshold, storage_block, mlflow_block, repository_block)
+    result.seconds = round(time.monotonic() - began, 1)
+    create_markdown_artifact(key="mlops-pipeline", markdown=_summary(result))
+    return result
+
+
+def _deploy_stages(
+    result: PipelineResult,
+    *,
+    target: str,
+    build_image: str,
+    base_image: str | None,
+    smoke_rows: int,
+    service_url: str | None,
+    storage_block: str,
+    mlflow_block: str,
+    registry_block: str,
+    repository_block: str,
+) -> None:
+    logger = get_run_logger()
+    version = result.training.model_version
+    image_args: dict[str, Any] = {"mlflow_block": mlflow_block, "registry_block": registry_block}
+    if base_image:
+        image_args["base_image"] = base_image
+    if build_image == "never":
+        result.image_note = "build_image is never: skipped"
+    else:
+        unavailable = docker_engine()
+        if unavailable is None or build_image == "always":
+            from blocks import MLflowServer, load_block
+
+            model_uri = load_block(MLflowServer, mlflow_block).model_uri(version)
+            result.image = build_model_image(model_uri=model_uri, **image_args)
+            result.image_note = f"built and pushed {result.image.reference}"
+        else:
+            result.image_note = "no Docker engine: skipped"
+            logger.info("image: %s (%s)", result.image_note, unavailable.split(". ")[0])
+    if target == "kserve" and result.image is None:
+        raise ValueError(
+            "target kserve needs the model image, but it was not built: "
+            f"{result.image_note}. Point DOCKER_HOST at an engine or use target local"
+        )
+    result.deployment = deploy_model(
+        target=target,  # type: ignore[arg-type]
+        model_version=version,
+        image=result.image.reference if result.image else None,
+        mlflow_block=mlflow_block,
+        registry_block=registry_block,
+        storage_block=storage_block,
+    )
+    if smoke_rows == 0:
+        result.smoke_note = "smoke_rows is 0: skipped"
+    elif target == "kserve" and service_url is None:
+        result.smoke_note = "no service_url for the cluster's prediction service: skipped"
+    else:
+        result.smoke = smoke_predictions(
+            result.deployment.url,
+            result.data.tag,
+            smoke_rows,
+            service_url,
+            storage_block,
+            repository_block,
+        )
+
+
+def _drift_stage(
+    result: PipelineResult,
+    threshold: float,
+    storage_block: str,
+    mlflow_block: str,
+    repository_block: str,
+) -> None:
+    blocks = {
+        "storage_block": storage_block,
+        "mlflow_block": mlflow_block,
+        "repository_block": repository_block,
+        "drift_share_threshold": threshold,
+    }
+    previous = previous_data_version(result.data.tag, repository_block)
+    if previous is not None:
+        result.drift = drift_monitoring(reference=previous, current=result.data.tag, **blocks)
+    elif result.smoke is not None and result.deployment and result.deployment.target == "local":
+        start = datetime.fromtimestamp(result.smoke.started_at, UTC) - timedelta(seconds=1)
+        wait_for_prediction_log(result.smoke.requests, start)
+        result.drift = drift_monitoring(
+            reference=result.data.tag,
+            current="production",
+            window_start=start,
+            window_end=datetime.now(UTC) + timedelta(seconds=1),
+            **blocks,
+        )
+    else:
+        result.drift_note = "first data version and no production traffic: nothing to compare"
+
+
+def _summary(result: PipelineResult) -> str:
+    lines = ["# BridgeAI pipeline", ""]
+    lines += [f"- **{stage}**: {outcome}" for stage, outcome in result.outcomes()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    mlops_pipeline()
