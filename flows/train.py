@@ -1,0 +1,407 @@
+"""The model-training flow: LightGBM on a data version, tracked in MLflow, gated into the registry.
+
+From a notebook::
+
+    from flows.train import model_training
+    result = model_training(data_version="data-v1.0.0")
+    result.metrics["r2"], result.model_version, result.promoted
+
+Each run reads the train/val/test splits of a data version, fits the model (preprocessing inside
+it, early stopping on val), scores it and a median-price baseline on test in price units, logs
+everything to MLflow with lineage tags, registers a new version of the model and moves the
+``champion`` alias only when the new version beats the current champion on the same test split.
+The work is done by :mod:`bridgeai.training`, :mod:`bridgeai.evaluation`,
+:mod:`bridgeai.tracking` and :mod:`bridgeai.registry`; this module only orchestrates it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+from prefect.cache_policies import NONE as NO_CACHE
+from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, Field
+
+from blocks import DataRepository, MLflowServer, ObjectStorage, load_block
+from bridgeai import data_versions, evaluation, registry, training
+from bridgeai.data_versions import DataVersion
+from bridgeai.evaluation import Metrics
+from bridgeai.registry import GateDecision, PromotionPolicy
+from bridgeai.tracking import Lineage, RunRecord, log_training_run, project_git_sha
+from bridgeai.training import TrainedModel, TrainingParams
+
+#: Exception class names that mean "try again later" wherever they come from (urllib3,
+#: requests, botocore, MLflow's REST client); checked along the cause chain.
+_TRANSIENT_NAMES = frozenset(
+    {
+        "ConnectionError",
+        "ConnectTimeout",
+        "ConnectTimeoutError",
+        "EndpointConnectionError",
+        "MaxRetryError",
+        "NewConnectionError",
+        "ProtocolError",
+        "ReadTimeout",
+        "ReadTimeoutError",
+        "RemoteDisconnected",
+        "Timeout",
+    }
+)
+
+
+def _is_transient(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if getattr(exc, "transient", False) or isinstance(exc, ConnectionError | TimeoutError):
+            return True
+        if type(exc).__name__ in _TRANSIENT_NAMES:
+            return True
+        code = getattr(exc, "get_http_status_code", None)
+        if callable(code) and code() in (429, 502, 503, 504):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may succeed later: connection errors, timeouts, 429/5xx answers."""
+    try:
+        state.result()
+    except Exception as exc:
+        return _is_transient(exc)
+    return False
+
+
+_IO_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": _retry_transient,
+}
+# Frames, models and clients are handed on in-process: never hashed or persisted.
+_IN_PROCESS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+class TrainResult(BaseModel):
+    """What one training run produced and what the champion gate decided."""
+
+    run_id: str = Field(description="The MLflow run.")
+    model_version: str = Field(description="The version registered by this run.")
+    metrics: dict[str, float] = Field(description="Test rmse, mae, mape, r2 (price units).")
+    baseline_metrics: dict[str, float] = Field(
+        description="The same metrics for predicting the training median price."
+    )
+    promoted: bool = Field(description="True when this version took the champion alias.")
+    reason: str = Field(description="Why it was (not) promoted, with both scores.")
+
+
+# -- I/O tasks ----------------------------------------------------------------------------------
+@task(name="load-data-version", **_IO_RETRIES, **_IN_PROCESS)
+def load_data_version(
+    data_version: str, storage: ObjectStorage, repository: DataRepository
+) -> tuple[DataVersion, dict[str, pl.DataFrame]]:
+    """Resolve the tag to a concrete version and read its three splits (md5-checked)."""
+    version = data_versions.describe(data_version, repository=repository)
+    frames = data_versions.load_splits(version.tag, storage=storage, repository=repository)
+    get_run_logger().info(
+        "Read %s (commit %s): %s",
+        version.tag,
+        version.commit[:12],
+        ", ".join(f"{k} {v.height} rows" for k, v in frames.items()),
+    )
+    return version, frames
+
+
+@task(name="log-mlflow-run", **_IO_RETRIES, **_IN_PROCESS)
+def log_mlflow_run(
+    server: MLflowServer,
+    trained: TrainedModel,
+    test: pl.DataFrame,
+    test_metrics: Metrics,
+    baseline_metrics: Metrics,
+    lineage: Lineage,
+    search_table: pl.DataFrame | None,
+) -> tuple[str, RunRecord]:
+    """Log params, metrics, lineage tags, plots and the model (signature, example, pins)."""
+    server.client()
+    experiment_id = server.ensure_experiment()
+    record = log_training_run(
+        experiment_id=experiment_id,
+        trained=trained,
+        test=test,
+        test_metrics=test_metrics,
+        baseline_metrics=baseline_metrics,
+        lineage=lineage,
+        run_name=f"{lineage.data_version}-{(flow_run.get_name() or 'local')}",
+        search_table=search_table,
+    )
+    get_run_logger().info("Logged MLflow run %s (%s)", record.run_id, record.model_uri)
+    return experiment_id, record
+
+
+@task(name="register-and-gate", **_IO_RETRIES, **_IN_PROCESS)
+def register_and_gate(
+    server: MLflowServer,
+    record: RunRecord,
+    test: pl.DataFrame,
+    test_metrics: Metrics,
+    policy: PromotionPolicy,
+    registered_model: str,
+    alias: str,
+    lineage: Lineage,
+) -> GateDecision:
+    """Register a new version, re-score the champion on this test split, move the alias."""
+    client = server.client()
+    decision = registry.register_and_gate(
+        client,
+        name=registered_model,
+        model_uri=record.model_uri,
+        run_id=record.run_id,
+        test=test,
+        metrics=test_metrics,
+        policy=policy,
+        alias=alias,
+        tags=lineage.tags(),
+        model_id=record.model_id,
+    )
+    # The run points back at what became of it, for readers starting from the run page.
+    client.set_tag(record.run_id, "registered_model", registered_model)
+    client.set_tag(record.run_id, "registered_version", decision.version)
+    client.set_tag(
+        record.run_id, "gate_decision", "promoted" if decision.promoted else "not_promoted"
+    )
+    return decision
+
+
+# -- pure tasks ---------------------------------------------------------------------------------
+@task(name="fit-model", **_IN_PROCESS)
+def fit_model(
+    frames: dict[str, pl.DataFrame],
+    params: TrainingParams,
+    target_transform: Literal["log", "none"],
+    search: bool,
+) -> tuple[TrainedModel, pl.DataFrame | None]:
+    """Fit on train with early stopping on val (optionally the small search, scored on val)."""
+    logger = get_run_logger()
+    if not search:
+        trained = training.train_model(frames, params, target_transform)
+        table = None
+    else:
+        found = training.search(
+            frames, training.search_candidates(params), target_transform=target_transform
+        )
+        trained, table = found.best, pl.DataFrame(found.candidates)
+        logger.info("Search: %d candidates scored on val; chose %s", table.height, trained.params)
+    logger.info(
+        "Fitted %d trees (best iteration on val); val R² %.4f, val RMSE %.0f",
+        trained.best_iteration,
+        trained.val_metrics.r2,
+        trained.val_metrics.rmse,
+    )
+    return trained, table
+
+
+@task(name="evaluate-on-test", **_IN_PROCESS)
+def evaluate_on_test(
+    trained: TrainedModel, frames: dict[str, pl.DataFrame]
+) -> tuple[Metrics, Metrics]:
+    """Test metrics of the model and of the median-price baseline, in price units."""
+    test = frames["test"]
+    if test.height == 0:
+        raise ValueError("the test split is empty: re-ingest with a larger test_size")
+    training.check_frame(test, "test")
+    y_true = training.target(test)
+    metrics = evaluation.regression_metrics(y_true, trained.model.predict_frame(test))
+    baseline = evaluation.median_baseline(training.target(frames["train"]), y_true)
+    return metrics, baseline
+
+
+# -- the flow -----------------------------------------------------------------------------------
+@flow(name="model-training")
+def model_training(
+    data_version: Annotated[
+        str,
+        Field(description="Data version tag: data-vX.Y.Z, data-latest or data-previous."),
+    ] = "data-latest",
+    params: Annotated[
+        TrainingParams,
+        Field(description="LightGBM hyperparameters and the linear baseline."),
+    ] = TrainingParams(),
+    target_transform: Annotated[
+        Literal["log", "none"],
+        Field(description="log: fit log1p(price), predict expm1; none: fit the price itself."),
+    ] = "log",
+    search: Annotated[
+        bool,
+        Field(
+            description="Also try the small grid around params (8 configurations) and keep the "
+            "best on val. The test split never chooses."
+        ),
+    ] = False,
+    policy: Annotated[
+        PromotionPolicy,
+        Field(description="When a new version replaces the champion (default: lower test RMSE)."),
+    ] = PromotionPolicy(),
+    registered_model: Annotated[
+        str | None,
+        Field(
+            description="Registered model name. Default: the MLflow block's "
+            "(house_price_prediction_prod)."
+        ),
+    ] = None,
+    alias: Annotated[
+        str | None,
+        Field(description="Alias of the serving version. Default: the MLflow block's (champion)."),
+    ] = None,
+    mlflow_block: Annotated[
+        str, Field(description="MLflowServer block: tracking server and registry.")
+    ] = "bridgeai",
+    storage_block: Annotated[
+        str, Field(description="ObjectStorage block holding the DVC remote of the data.")
+    ] = "bridgeai",
+    repository_block: Annotated[
+        str, Field(description="DataRepository block: the git repository of the data versions.")
+    ] = "bridgeai",
+) -> TrainResult:
+    """Train the house-price model on a data version and gate it into the MLflow registry.
+
+    Reads the train/val/test splits of the data version, fits LightGBM boosted from a linear
+    baseline (preprocessing inside the model; early stopping on val), scores it and a
+    median-price baseline on test in price units, and logs params, metrics, lineage tags
+    (data version, DVC md5s, git sha, flow run id), plots and the model to MLflow. A new
+    version of the registered model is created on every run; it takes the champion alias only
+    when it beats the current champion on the same test split by the policy (or when there is
+    none), and the challenger alias otherwise. The decision and both scores are recorded as
+    version tags and as the model-promotion artifact.
+
+    Args:
+        data_version: data-vX.Y.Z, data-latest or data-previous.
+        params: LightGBM hyperparameters.
+        target_transform: log or none.
+        search: try the small grid around params, scored on val.
+        policy: promotion metric and minimum relative improvement.
+        registered_model: registered model name (default: the MLflow block's).
+        alias: the serving alias (default: the MLflow block's).
+        mlflow_block: MLflowServer block name.
+        storage_block: ObjectStorage block name.
+        repository_block: DataRepository block name.
+
+    Returns:
+        The MLflow run id, the registered version, test metrics of the model and of the
+        baseline, and the gate's decision with its reason.
+    """
+    logger = get_run_logger()
+    started = time.perf_counter()
+    server = load_block(MLflowServer, mlflow_block)
+    storage = load_block(ObjectStorage, storage_block)
+    repository = load_block(DataRepository, repository_block)
+    registered_model = registered_model or server.registered_model
+    alias = alias or server.alias
+
+    version, frames = load_data_version(data_version, storage, repository)
+    trained, search_table = fit_model(frames, params, target_transform, search)
+    metrics, baseline = evaluate_on_test(trained, frames)
+    logger.info(
+        "Test R² %.4f (median baseline %.4f), RMSE %.0f (baseline %.0f)",
+        metrics.r2,
+        baseline.r2,
+        metrics.rmse,
+        baseline.rmse,
+    )
+    lineage = Lineage.from_data_version(
+        version, flow_run_id=flow_run.get_id(), git_sha=project_git_sha()
+    )
+    experiment_id, record = log_mlflow_run(
+        server, trained, frames["test"], metrics, baseline, lineage, search_table
+    )
+    decision = register_and_gate(
+        server, record, frames["test"], metrics, policy, registered_model, alias, lineage
+    )
+    logger.info(
+        "Version %s of %s: %s — %s",
+        decision.version,
+        registered_model,
+        "promoted to " + alias if decision.promoted else "challenger",
+        decision.reason,
+    )
+
+    _publish(server, experiment_id, record, decision, version, metrics, baseline, registered_model)
+    logger.info("Training finished in %.1f s", time.perf_counter() - started)
+    return TrainResult(
+        run_id=record.run_id,
+        model_version=decision.version,
+        metrics=metrics.as_dict(),
+        baseline_metrics=baseline.as_dict(),
+        promoted=decision.promoted,
+        reason=decision.reason,
+    )
+
+
+def _publish(
+    server: MLflowServer,
+    experiment_id: str,
+    record: RunRecord,
+    decision: GateDecision,
+    version: DataVersion,
+    metrics: Metrics,
+    baseline: Metrics,
+    registered_model: str,
+) -> None:
+    """The flow's artifacts: the metrics table, the gate decision, a link to the MLflow run."""
+    create_table_artifact(
+        key="train-metrics",
+        table=[
+            {
+                "metric": name,
+                "model": getattr(metrics, name),
+                "median_baseline": getattr(baseline, name),
+            }
+            for name in evaluation.METRICS
+        ],
+        description=f"Test metrics on {version.tag} ({version.rows.get('test', '?')} rows), "
+        f"price units; MAPE as a fraction.",
+    )
+    if decision.champion_version is None:
+        champion = "none"
+    elif decision.champion_score is None:
+        champion = f"v{decision.champion_version}: could not be scored"
+    else:
+        champion = f"v{decision.champion_version}: {decision.champion_score:.6g}"
+    outcome = f"**promoted** to `{decision.alias}`" if decision.promoted else "`challenger`"
+    create_markdown_artifact(
+        key="model-promotion",
+        markdown="\n".join(
+            [
+                f"# {registered_model} v{decision.version}: {outcome}",
+                "",
+                f"{decision.reason}.",
+                "",
+                f"| | test {decision.metric} |",
+                "|---|---|",
+                f"| new version v{decision.version} | {decision.score:.6g} |",
+                f"| champion before this run | {champion} |",
+                "",
+                f"Data: `{version.tag}` (commit `{version.commit[:12]}`), MLflow run "
+                f"`{record.run_id}`. Test R² {metrics.r2:.4f}, median-price baseline "
+                f"{baseline.r2:.4f}.",
+            ]
+        ),
+        description=f"Champion gate for v{decision.version}",
+    )
+    uri = server.resolved_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        create_link_artifact(
+            key="mlflow-run",
+            link=f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{record.run_id}",
+            link_text=f"MLflow run {record.run_id}",
+        )

@@ -1,0 +1,241 @@
+"""The model-training flow end to end: real ingestion first, then training, gate and registry.
+
+Embedded mode (local storage folder, local git data repository, SQLite MLflow) and the local
+stack's set-up (SeaweedFS S3 for data and MLflow artifacts, a real ``mlflow server`` process).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+import flows.train as train_flow
+from blocks import DataRepository, MLflowServer, ObjectStorage
+from bridgeai import schema
+from bridgeai.data_versions import describe
+from bridgeai.dvc_store import DataRepoError
+from bridgeai.synthetic import housing_frame
+from bridgeai.training import TrainingParams
+from flows.ingest import data_ingestion
+from flows.train import TrainResult, model_training
+from tests.support.train import MLflowProcess, mlflow_server  # noqa: F401
+
+pytestmark = [
+    pytest.mark.usefixtures("prefect_harness"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*"),
+]
+
+NAME = "house_price_prediction_prod"
+LINEAGE = (
+    "data_version",
+    "data_commit",
+    "dvc_md5_train",
+    "dvc_md5_val",
+    "dvc_md5_test",
+    "git_sha",
+    "prefect_flow_run_id",
+)
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def _blocks(tmp_path: Path, storage: ObjectStorage, mlflow_block: MLflowServer) -> dict[str, str]:
+    """Save the blocks under names only this test uses; return the flows' block parameters."""
+    names = {
+        "storage_block": _name("train-storage"),
+        "repository_block": _name("train-repo"),
+        "mlflow_block": _name("train-mlflow"),
+    }
+    storage.save(names["storage_block"])
+    DataRepository(workdir=str(tmp_path / "data-repo")).save(names["repository_block"])
+    mlflow_block.save(names["mlflow_block"])
+    return names
+
+
+def _train(names: dict[str, str], **kwargs: Any) -> tuple[TrainResult, str]:
+    state = model_training(**names, **kwargs, return_state=True)
+    return state.result(), str(state.state_details.flow_run_id)
+
+
+def _artifacts(flow_run_id: str) -> dict[str, Any]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in found}
+
+
+def _assert_champion_pyfunc(rows: pd.DataFrame) -> np.ndarray:
+    """The champion loads with plain MLflow and ignores the case of categoricals."""
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    base = {f: schema.EXAMPLE_HOUSE[f] for f in schema.FEATURES}
+    spelled = pd.DataFrame(
+        [{**base, "basement": s, "prefarea": s, "mainroad": s} for s in ("yes", "YES", "Yes")]
+    )
+    prices = np.asarray(pyfunc.predict(spelled))
+    assert prices[0] > 0 and prices[0] == prices[1] == prices[2]
+    raw = np.asarray(pyfunc.predict(rows))  # the dataset's own rows: int areas, price column
+    assert raw.shape == (len(rows),) and np.isfinite(raw).all()
+    return raw
+
+
+# -- the issue's Show, embedded -----------------------------------------------------------------
+@pytest.mark.slow
+def test_embedded_training_on_the_originals_data(tmp_path: Path, shared_data: Path) -> None:
+    names = _blocks(tmp_path, ObjectStorage(local_root=str(tmp_path / "storage")), MLflowServer())
+    version = data_ingestion(
+        source=str(shared_data / "HousingData.csv"),
+        storage_block=names["storage_block"],
+        repository_block=names["repository_block"],
+    )
+    assert version.tag == "data-v1.0.0" and version.rows["test"] == 109
+
+    first, first_run = _train(names, data_version="data-v1.0.0")
+    assert (first.model_version, first.promoted) == ("1", True)
+    assert first.reason.startswith("no champion yet")
+    assert set(first.metrics) == set(first.baseline_metrics) == {"rmse", "mae", "mape", "r2"}
+    # The quality goal, and far above the median-price baseline (R² < 0 on this split).
+    assert first.metrics["r2"] >= 0.65
+    assert first.baseline_metrics["r2"] < 0
+    assert first.metrics["rmse"] < 0.6 * first.baseline_metrics["rmse"]
+
+    second, second_run = _train(names, data_version="data-latest")
+    assert second.model_version == "2" and not second.promoted
+    assert second.metrics == first.metrics  # deterministic
+    assert "not strictly better than champion v1's" in second.reason
+
+    client = MLflowServer.load(names["mlflow_block"]).client()
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "2"
+
+    # Lineage on the run and on the registered version, which links to the run.
+    expected = describe("data-v1.0.0", repository=DataRepository.load(names["repository_block"]))
+    run = client.get_run(second.run_id)
+    registered = client.get_model_version(NAME, "2")
+    assert registered.run_id == second.run_id
+    for tags in (run.data.tags, registered.tags):
+        assert tags["data_version"] == "data-v1.0.0"
+        assert tags["data_commit"] == expected.commit
+        assert [tags[f"dvc_md5_{s}"] for s in ("train", "val", "test")] == [
+            expected.md5[s] for s in ("train", "val", "test")
+        ]
+        assert tags["prefect_flow_run_id"] == second_run
+        assert len(tags["git_sha"]) == 40
+    assert run.data.metrics["test_r2"] == second.metrics["r2"]
+    assert run.data.metrics["baseline_test_rmse"] == second.baseline_metrics["rmse"]
+    assert registered.tags["gate_decision"] == "not_promoted"
+    assert float(registered.tags["gate_score"]) == second.metrics["rmse"]
+    assert float(registered.tags["gate_champion_score"]) == first.metrics["rmse"]
+    assert client.get_run(first.run_id).data.tags["prefect_flow_run_id"] == first_run
+
+    # Prefect artifacts: the metrics table and the decision with both scores.
+    artifacts = _artifacts(second_run)
+    table = artifacts["train-metrics"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert {row["metric"]: row["model"] for row in table} == second.metrics
+    assert {row["metric"]: row["median_baseline"] for row in table} == second.baseline_metrics
+    decision = artifacts["model-promotion"].data
+    assert "`challenger`" in decision and f"{second.metrics['rmse']:.6g}" in decision
+    assert f"v1: {first.metrics['rmse']:.6g}" in decision
+
+    rows = pd.read_csv(shared_data / "HousingData.csv").head(20)
+    _assert_champion_pyfunc(rows)
+
+
+def test_a_missing_data_version_fails_before_touching_mlflow(
+    tmp_path: Path, bridgeai_home: Path
+) -> None:
+    names = _blocks(tmp_path, ObjectStorage(local_root=str(tmp_path / "storage")), MLflowServer())
+    with pytest.raises(DataRepoError, match="run the data-ingestion flow first"):
+        model_training(**names, data_version="data-v9.9.9")
+    assert not (bridgeai_home / "mlflow" / "mlflow.db").exists()
+
+
+# -- against a real MLflow server, data and artifacts in SeaweedFS ------------------------------
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_better_version_takes_champion_on_a_real_mlflow_server(
+    tmp_path: Path,
+    s3_storage: ObjectStorage,
+    mlflow_server: MLflowProcess,  # noqa: F811
+) -> None:
+    csv = tmp_path / "houses.csv"
+    housing_frame(300, seed=21).write_csv(csv)
+    names = _blocks(tmp_path, s3_storage, mlflow_server.block(experiment=_name("experiment")))
+    # A registered-model name of its own: the server is shared with other tests.
+    model_name = f"house_price_{secrets.token_hex(4)}"
+    version = data_ingestion(
+        source=str(csv),
+        storage_block=names["storage_block"],
+        repository_block=names["repository_block"],
+    )
+
+    weak, _ = _train(
+        names,
+        data_version=version.tag,
+        params=TrainingParams(linear_baseline=False, num_boost_round=2),
+        registered_model=model_name,
+    )
+    assert weak.promoted and weak.model_version == "1"
+
+    better, run_id = _train(
+        names, data_version="data-latest", search=True, registered_model=model_name
+    )
+    assert better.promoted and better.model_version == "2"
+    assert better.metrics["rmse"] < weak.metrics["rmse"]
+    assert f"beats champion v1's {weak.metrics['rmse']:.6g}" in better.reason
+
+    client = MLflowServer.load(names["mlflow_block"]).client()
+    assert str(client.get_model_version_by_alias(model_name, "champion").version) == "2"
+    files = {f.path for f in client.list_artifacts(better.run_id, "evaluation")}
+    assert "evaluation/search.csv" in files and "evaluation/residuals.png" in files
+    # Artifacts went through the server into the SeaweedFS bucket.
+    stored = s3_storage_files(mlflow_server)
+    assert any(better.run_id in p and p.endswith("feature_importance.png") for p in stored)
+    link = _artifacts(run_id)["mlflow-run"]
+    assert f"({mlflow_server.url}/#/experiments/" in link.data and better.run_id in link.data
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
+    rows = housing_frame(5, seed=1).to_pandas()
+    assert np.isfinite(np.asarray(pyfunc.predict(rows))).all()
+
+
+def s3_storage_files(server: MLflowProcess) -> list[str]:
+    return server.storage.filesystem().find(f"{server.storage.mlflow_bucket}/")
+
+
+# -- which errors are retried -------------------------------------------------------------------
+def test_only_transient_errors_are_retried() -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
+
+    def chained(outer: Exception, inner: BaseException) -> Exception:
+        outer.__cause__ = inner
+        return outer
+
+    assert train_flow._is_transient(ConnectionRefusedError("refused"))
+    assert train_flow._is_transient(chained(RuntimeError("upload failed"), TimeoutError()))
+    assert train_flow._is_transient(DataRepoError("S3 is down", transient=True))
+    assert train_flow._is_transient(MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE))
+    try:  # how MLflow's REST client reports a server that is down
+        try:
+            raise ConnectionResetError("reset by peer")
+        except ConnectionResetError:
+            raise MlflowException("API request to http://mlflow failed with exception")  # noqa: B904
+    except MlflowException as exc:
+        down = exc
+    assert train_flow._is_transient(down)
+    assert not train_flow._is_transient(DataRepoError("no data version 'x'"))
+    assert not train_flow._is_transient(ValueError("the test split is empty"))
+    assert not train_flow._is_transient(MlflowException("bad", error_code=INVALID_PARAMETER_VALUE))
