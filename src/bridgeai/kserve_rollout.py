@@ -106,9 +106,10 @@ class InferenceServiceDeployer:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return dict(
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            found: Any = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
             )
+            return dict(found)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -285,21 +286,21 @@ class InferenceServiceDeployer:
             labels = (pod.metadata and pod.metadata.labels) or {}
             if labels.get("serving.kserve.io/inferenceservice") != name:
                 continue  # servers that ignore label selectors must not widen the report
+            pod_name = pod.metadata.name if pod.metadata else "?"
             for status in (pod.status and pod.status.container_statuses) or []:
                 waiting = status.state and status.state.waiting
                 terminated = status.state and status.state.terminated
                 if waiting:
                     problems.append(
-                        f"{pod.metadata.name}: {status.name} {waiting.reason} "
-                        f"({waiting.message or ''})"
+                        f"{pod_name}: {status.name} {waiting.reason} ({waiting.message or ''})"
                     )
                 elif terminated:
                     problems.append(
-                        f"{pod.metadata.name}: {status.name} terminated {terminated.reason} "
+                        f"{pod_name}: {status.name} terminated {terminated.reason} "
                         f"(exit {terminated.exit_code})"
                     )
                 elif not status.ready:
-                    problems.append(f"{pod.metadata.name}: {status.name} not ready")
+                    problems.append(f"{pod_name}: {status.name} not ready")
         return problems
 
     @staticmethod

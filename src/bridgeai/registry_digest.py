@@ -44,7 +44,7 @@ def _scheme(host: str, insecure: bool) -> str:
     return "http" if insecure or local else "https"
 
 
-def _token(client: Any, challenge: str, repo: str, auth: tuple[str, str] | None) -> str:
+def _token(client: Any, challenge: str, repo: str, auth: Any) -> str:
     params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
     realm = params.pop("realm", None)
     if not realm:
@@ -78,7 +78,7 @@ def resolve_digest(
 
     host, repo, tag = split_reference(reference)
     url = f"{_scheme(host, insecure)}://{host}/v2/{repo}/manifests/{tag}"
-    auth = (username, password or "") if username else None
+    auth: tuple[str | bytes, str | bytes] | None = (username, password or "") if username else None
     headers = {"Accept": MANIFEST_TYPES}
     try:
         with httpx.Client(timeout=timeout, follow_redirects=True) as client:
@@ -89,14 +89,15 @@ def resolve_digest(
                     token = _token(client, challenge, repo, auth)
                     headers["Authorization"] = f"Bearer {token}"
                     response = client.head(url, headers=headers)
-                else:
+                elif auth is not None:
                     response = client.head(url, headers=headers, auth=auth)
     except httpx.HTTPError as exc:
         raise DigestLookupError(f"registry {host} is unreachable: {exc}") from None
     if response.status_code == 401:
+        what = "refused the credentials" if auth else "requires credentials"
         raise DigestLookupError(
-            f"registry {host} refused the credentials for {repo}: check the ContainerRegistry "
-            "block's username and password"
+            f"registry {host} {what} for {repo}: check the ContainerRegistry block's username "
+            "and password"
         )
     if response.status_code == 404:
         raise DigestLookupError(

@@ -41,6 +41,8 @@ def test_wrong_password_and_missing_tag_say_what_to_fix(oci_registry: Registry) 
             username=oci_registry.username,
             password="wrong",
         )
+    with pytest.raises(DigestLookupError, match="requires credentials"):
+        resolve_digest(f"{oci_registry.host}/bridgeai/bridgeai-mlops:1")
     with pytest.raises(DigestLookupError, match=r"does not exist.*build-model-image"):
         resolve_digest(
             f"{oci_registry.host}/bridgeai/bridgeai-mlops:99",
