@@ -20,7 +20,12 @@ from starlette.responses import Response
 
 from bridgeai import __version__, prediction_log
 from bridgeai.service import models, prediction
-from bridgeai.service.errors import install_error_handlers, json_response
+from bridgeai.service.errors import (
+    BodyTooLarge,
+    error_body,
+    install_error_handlers,
+    json_response,
+)
 from bridgeai.service.lane import PredictionLane
 from bridgeai.service.metrics import MetricsMiddleware, ServiceMetrics
 from bridgeai.service.security import ApiKeyMiddleware
@@ -47,6 +52,7 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": models.ErrorResponse, "description": "API key missing or wrong."},
+    413: {"model": models.ErrorResponse, "description": "Body larger than any valid batch."},
     422: {"model": models.ErrorResponse, "description": "Invalid house: the fields are named."},
     502: {"model": models.ErrorResponse, "description": "The model server answered an error."},
     503: {"model": models.ErrorResponse, "description": "The model server is unreachable."},
@@ -137,26 +143,45 @@ async def metrics(state: StateDep) -> Response:
 
 
 class BodyLimitMiddleware:
-    """Refuse (413) a declared body larger than the biggest valid batch could be."""
+    """Refuse (413) a body larger than the biggest valid batch could be.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
+    body is counted as it arrives and refused when it crosses the limit (the error surfaces
+    from ``receive``, so the lane and the routes answer it like any other domain error).
+    """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
+    def _error(self) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"Request body over {self.max_bytes} bytes; send fewer houses per request"
+        )
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length":
-                    if value.isdigit() and int(value) > self.max_bytes:
-                        body = {
-                            "status": 413,
-                            "message": f"Request body over {self.max_bytes} bytes; "
-                            "send fewer houses per request",
-                        }
-                        await json_response(413, body)(scope, receive, send)
-                        return
-                    break
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_bytes:
+                    status, body, headers = error_body(self._error(), None)
+                    await json_response(status, body, headers)(scope, receive, send)
+                    return
+                await self.app(scope, receive, send)  # declared and within the limit
+                return
+        received = 0
+
+        async def counting_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._error()
+            return message
+
+        await self.app(scope, counting_receive, send)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

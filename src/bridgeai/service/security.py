@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from bridgeai.service.errors import json_response
+from bridgeai.service.errors import Unauthorized, error_body, json_response
 
 #: The endpoints that need the key; /health, /ready, /metrics and the docs stay open.
 PROTECTED_PATHS = frozenset({"/predict", "/predict/batch"})
@@ -39,6 +39,6 @@ class ApiKeyMiddleware:
         else:
             await self.app(scope, receive, send)
             return
-        body = {"status": 401, "message": message, "request_id": None}
-        response = json_response(401, body, {"WWW-Authenticate": self._challenge})
-        await response(scope, receive, send)
+        error = Unauthorized(message, headers={"WWW-Authenticate": self._challenge})
+        status, body, headers = error_body(error, None)
+        await json_response(status, body, headers)(scope, receive, send)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridgeai.paths import home_dir
@@ -90,6 +90,15 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field("info", description="uvicorn log level.")
     access_log: bool = Field(False, description="uvicorn access log (costs CPU under load).")
+
+    @field_validator("model_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"BRIDGEAI_MODEL_URL must be the model server's http(s) base URL, got {value!r}"
+            )
+        return value.rstrip("/")
 
     def resolved_database_url(self) -> str:
         """The configured database URL, or embedded mode's SQLite file."""

@@ -215,6 +215,20 @@ def test_an_oversized_body_is_refused_before_it_is_read(client) -> None:
     assert response.status_code == 413 and "fewer houses" in response.json()["message"]
 
 
+def test_a_chunked_body_over_the_limit_is_413(client) -> None:
+    def chunks():
+        yield b'{"houses": ['
+        for _ in range(400):
+            yield json.dumps(HOUSE).encode() + b","
+        yield json.dumps(HOUSE).encode() + b"]}"
+
+    response = client.post(
+        "/predict/batch", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert "content-length" not in response.request.headers  # really chunked
+    assert response.status_code == 413 and "fewer houses" in response.json()["message"]
+
+
 # -- every 401 path -----------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
 @pytest.mark.parametrize(
