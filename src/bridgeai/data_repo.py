@@ -44,6 +44,9 @@ DATA_DIR = "data"
 METADATA_FILE = "dataset.json"
 _GIT_TIMEOUT = 300.0
 
+_REPO_POINTERS = frozenset(
+    {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"}
+)
 #: git stderr fragments that mean "try again later" rather than "fix something".
 _TRANSIENT_GIT = (
     "could not resolve host",
@@ -138,8 +141,11 @@ class DataRepo:
 
     # -- git plumbing -----------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
+        # Inherited repository pointers (set inside git hooks, for instance) would aim every
+        # command at another repository.
+        inherited = {k: v for k, v in os.environ.items() if k not in _REPO_POINTERS}
         env = {
-            **os.environ,
+            **inherited,
             "GIT_AUTHOR_NAME": self.identity.name,
             "GIT_AUTHOR_EMAIL": self.identity.email,
             "GIT_COMMITTER_NAME": self.identity.name,

@@ -148,8 +148,12 @@ def test_commits_use_the_repository_identity_not_the_users(
         "[commit]\n\tgpgsign = true\n[user]\n\tsigningkey = NOPE\n"
     )
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    # As inside a git hook of another repository: must not redirect the data repository.
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere.git"))
     repo = DataRepo()
     publish(repo, ObjectStorage(), housing_frame(100, seed=6))
+    monkeypatch.delenv("GIT_DIR")
+    assert not (tmp_path / "elsewhere.git").exists()
     authors = set(git(repo.workdir, "log", "--format=%an <%ae> / %cn <%ce>").splitlines())
     assert authors == {
         "BridgeAI data ingestion <bridgeai-data@localhost> / "
