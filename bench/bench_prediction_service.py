@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -107,6 +107,7 @@ class LoadResult:
     statuses: dict[int, int]
     ids: set[str]
     cpu_s: dict[str, float]
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -200,9 +201,27 @@ def _run_side(
         warm = _wrk(url, args.warmup, args.connections, work / f"{name}-warmup", pids)
         print(f"  {name}: measuring {args.duration:.0f}s at concurrency {args.connections}")
         measured = _wrk(url, args.duration, args.connections, work / f"{name}-run", pids)
+        measured.metrics = _scrape(f"{url}/metrics")
     finally:
         _stop_gracefully(process)
     return warm, measured
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """Unlabelled samples from a Prometheus endpoint (empty for the anchor, which has none)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
 
 
 def main() -> int:
@@ -287,6 +306,9 @@ def main() -> int:
          None),
         ("model server CPU per 1k requests (service run)",
          1000 * ours.cpu_s["model-server"] / ours.requests, "s", None, None),
+        ("service mean houses per model call (dynamic batching)",
+         ours.metrics.get("bridgeai_model_rows_total", 0.0)
+         / max(ours.metrics.get("bridgeai_model_calls_total", 0.0), 1.0), "rows", None, None),
         ("original throughput (anchor)", original.rps, "req/s", None, None),
         ("original p50 latency (anchor)", original.p50_ms, "ms", None, None),
         ("original p99 latency (anchor)", original.p99_ms, "ms", None, None),

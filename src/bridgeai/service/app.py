@@ -203,6 +203,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         # Connecting and migrating can block for the connect timeout: keep the loop free.
         await asyncio.to_thread(state.writer.start)
         metrics.writer = state.writer
+        metrics.batcher = state.batcher
         await state.model.open()
         model_state = await state.model.state(settings.ready_timeout)
         logger.info(

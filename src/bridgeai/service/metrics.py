@@ -2,8 +2,9 @@
 
 Request counts and latencies are recorded by a pure ASGI middleware (cheap: no Starlette
 ``BaseHTTPMiddleware``) for the prediction endpoints, labelled by endpoint, HTTP status and the
-model version that answered. The prediction log's queue, spool and database state are read from
-the writer when Prometheus scrapes, so the request path pays nothing for them.
+model version that answered. The prediction log's queue, spool and database state, and the
+model calls after dynamic batching, are read when Prometheus scrapes, so the request path pays
+nothing for them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from bridgeai.service.batching import InferenceBatcher
     from bridgeai.service.log_writer import LogWriter
 
 #: Paths measured; anything else (docs, probes, 404s from fuzzers) stays out of the labels.
@@ -25,11 +27,26 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 NO_VERSION = "none"
 
 
-class _LogCollector(Collector):
-    def __init__(self, writer: Callable[[], LogWriter | None]) -> None:
+class _StateCollector(Collector):
+    def __init__(
+        self,
+        writer: Callable[[], LogWriter | None],
+        batcher: Callable[[], InferenceBatcher | None],
+    ) -> None:
         self._writer = writer
+        self._batcher = batcher
 
     def collect(self) -> Iterator[Any]:
+        batcher = self._batcher()
+        if batcher is not None:
+            yield CounterMetricFamily(
+                "bridgeai_model_calls",
+                "v2 inference calls made to the model server (after dynamic batching).",
+                value=batcher.calls,
+            )
+            yield CounterMetricFamily(
+                "bridgeai_model_rows", "Houses sent to the model server.", value=batcher.rows
+            )
         writer = self._writer()
         if writer is None:
             return
@@ -77,7 +94,8 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.writer: LogWriter | None = None
-        self.registry.register(_LogCollector(lambda: self.writer))
+        self.batcher: InferenceBatcher | None = None
+        self.registry.register(_StateCollector(lambda: self.writer, lambda: self.batcher))
 
     def observe(
         self, endpoint: str, status: int, model_version: str | None, seconds: float

@@ -298,6 +298,7 @@ def test_health_ready_and_metrics(service, client) -> None:
     assert 'bridgeai_prediction_request_duration_seconds_bucket{endpoint="/predict"' in text
     assert "bridgeai_prediction_log_spool_depth 0.0" in text
     assert "bridgeai_prediction_log_database_up 1.0" in text
+    assert "bridgeai_model_calls_total" in text and "bridgeai_model_rows_total" in text
 
 
 def test_docs_and_openapi_with_examples_limits_and_security(service) -> None:
