@@ -1,0 +1,220 @@
+"""Flow ``build-model-image``: bake a registered model into the model-server image and push it.
+
+The original's third stage (``create_model_image_to_deploy_dag``). Here:
+
+1. ``models:/<name>@<alias>`` (the champion by default) resolves to a concrete version and run;
+2. the model directory is downloaded into a build context with ``model-info.json`` (so the image
+   reports the registry version), the Dockerfile and the server's wheels prepared on this host;
+3. the Docker SDK builds it with no network and tags
+   ``<registry>/<namespace>/bridgeai-mlops:<model version>`` and ``:latest``;
+4. both tags are pushed with the ``ContainerRegistry`` block's credentials, and the flow returns
+   an :class:`~bridgeai.image.ImageRef` carrying the pushed digest, which deployments pin.
+
+The Docker engine is the one ``DOCKER_HOST`` names (default ``/var/run/docker.sock``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Failed
+from pydantic import Field
+
+from blocks import ContainerRegistry, MLflowServer, load_block
+from bridgeai import image
+from bridgeai.image import DEFAULT_BASE_IMAGE, IMAGE_NAME, ImageRef
+from bridgeai.model_source import ModelInfo
+
+
+def _transient(exc: BaseException) -> bool:
+    """Connection blips and registry 5xx retry; bad credentials or a missing model do not."""
+    from bridgeai.model_source import ModelSourceError
+
+    text = str(exc).lower()
+    if isinstance(exc, image.ImagePushError):
+        return any(w in text for w in ("timeout", "connection reset", "eof", " 502 ", " 503 "))
+    if isinstance(exc, ModelSourceError):
+        return text.startswith("downloading")
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except Exception as exc:  # classified, never swallowed
+        return _transient(exc)
+    return False
+
+
+_io: dict[str, Any] = dict(
+    retries=3,
+    retry_delay_seconds=[2, 8, 30],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_condition,
+)
+
+
+@task(**_io)
+def fetch_model(model_uri: str, mlflow_block: str, dest: str) -> ModelInfo:
+    """Resolve the model URI to a registry version and download its directory into ``dest``."""
+    from bridgeai import model_source
+
+    load_block(MLflowServer, mlflow_block).client()  # points MLflow at the block's server
+    _, info = model_source.fetch(model_uri, Path(dest))
+    return info
+
+
+@task
+def prepare_context(
+    context: str, model_dir: str, info: ModelInfo, base_image: str, wheels: str
+) -> str:
+    """Write the Dockerfile and wheels next to the model, for the base image's Python."""
+    client = image.connect()
+    python_version, machine = image.probe_base_image(client, base_image)
+    get_run_logger().info("base image %s has Python %s on %s", base_image, python_version, machine)
+    image.write_context(
+        Path(context),
+        Path(model_dir),
+        info,
+        python_version=python_version,
+        machine=machine,
+        wheels=None if wheels == "auto" else wheels,  # type: ignore[arg-type]
+    )
+    return context
+
+
+@task
+def build_image(
+    context: str, repository: str, tags: list[str], info: ModelInfo, base_image: str
+) -> dict[str, Any]:
+    """Build with no network; return the image id and size. Not retried: builds are reproducible."""
+    logger = get_run_logger()
+    client = image.connect()
+    image_id = image.build(
+        client,
+        Path(context),
+        repository,
+        tags,
+        image.build_args(info, base_image),
+        on_log=logger.debug,
+    )
+    return {"image_id": image_id, "size_bytes": image.image_size(client, image_id)}
+
+
+@task(**_io)
+def push_image(repository: str, tag: str, registry_block: str) -> str:
+    """Push one tag with the registry block's credentials; return the manifest digest."""
+    registry = load_block(ContainerRegistry, registry_block)
+    return image.push(image.connect(), repository, tag, registry.auth_config())
+
+
+@flow(name="build-model-image", log_prints=False)
+def build_model_image(
+    model_uri: Annotated[
+        str | None,
+        Field(
+            description="models:/<name>@<alias>, models:/<name>/<version> or runs:/ URI. "
+            "Empty: the MLflow block's registered model and alias (the champion)."
+        ),
+    ] = None,
+    base_image: Annotated[
+        str,
+        Field(
+            description="Base image with python3 and python3-venv; it must be available to the "
+            "engine (the build itself uses no network)."
+        ),
+    ] = DEFAULT_BASE_IMAGE,
+    image_name: Annotated[str, Field(description="Repository name under the namespace.")] = (
+        IMAGE_NAME
+    ),
+    push: Annotated[
+        bool, Field(description="Push to the registry (off: build and tag locally only).")
+    ] = True,
+    wheels: Annotated[
+        Literal["auto", "environment", "index"],
+        Field(
+            description="Where the server's wheels come from: this environment's installed "
+            "packages (offline) or pip's index; auto picks environment when the base image's "
+            "Python matches this one."
+        ),
+    ] = "auto",
+    mlflow_block: Annotated[str, Field(description="MLflowServer block name.")] = "bridgeai",
+    registry_block: Annotated[str, Field(description="ContainerRegistry block name.")] = "bridgeai",
+) -> ImageRef:
+    """Build the model-server image for a registered model and push it to the registry.
+
+    Tags ``<registry>/<namespace>/<image_name>:<model version>`` and ``:latest``, pushes both
+    with the ContainerRegistry block's credentials and returns the image by digest.
+    """
+    logger = get_run_logger()
+    mlflow_server = load_block(MLflowServer, mlflow_block)
+    registry = load_block(ContainerRegistry, registry_block)
+    uri = model_uri or mlflow_server.model_uri()
+    try:
+        engine = image.connect().version()
+    except image.DockerUnavailableError as exc:
+        # One line saying how to point at an engine, rather than a task traceback; callers of
+        # the flow function still get the exception.
+        logger.error("%s", exc)
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    logger.info("Docker engine %s (%s)", engine.get("Version"), engine.get("Arch"))
+
+    with tempfile.TemporaryDirectory(prefix="bridgeai-image-") as tmp:
+        context, model_dir = Path(tmp) / "context", Path(tmp) / "model"
+        info = fetch_model(uri, mlflow_block, str(model_dir))
+        logger.info(
+            "%s resolved to %s version %s (run %s)", uri, info.name, info.version, info.run_id
+        )
+        prepare_context(str(context), str(model_dir), info, base_image, wheels)
+        repository = registry.repository(image_name)
+        tags = [info.version or "unversioned", "latest"]
+        built = build_image(str(context), repository, tags, info, base_image)
+
+    digest = None
+    if push:
+        digests = [push_image(repository, tag, registry_block) for tag in tags]
+        digest = digests[0]
+    ref = ImageRef(
+        repository=repository,
+        tags=tags,
+        digest=digest,
+        image_id=built["image_id"],
+        size_bytes=built["size_bytes"],
+        model_name=info.name,
+        model_version=info.version,
+        run_id=info.run_id,
+        base_image=base_image,
+    )
+    logger.info("image %s (%.0f MB)", ref.reference, ref.size_bytes / 1e6)
+    _artifacts(ref, uri, pushed=push)
+    return ref
+
+
+def _artifacts(ref: ImageRef, model_uri: str, pushed: bool) -> None:
+    create_table_artifact(
+        key="model-image",
+        table=[
+            {"field": "image", "value": ref.reference},
+            {"field": "tags", "value": ", ".join(ref.tags)},
+            {"field": "digest", "value": ref.digest or "(not pushed)"},
+            {"field": "size", "value": f"{ref.size_bytes / 1e6:.0f} MB"},
+            {"field": "model", "value": f"{ref.model_name} v{ref.model_version}"},
+            {"field": "mlflow run", "value": ref.run_id or ""},
+            {"field": "base image", "value": ref.base_image},
+        ],
+        description=f"Model-server image built from {model_uri}",
+    )
+    run = f"docker run --network host {ref.reference} --port 8080"
+    create_markdown_artifact(
+        key="model-image-usage",
+        markdown=(
+            f"## Model image {'pushed' if pushed else 'built (not pushed)'}\n\n"
+            f"`{ref.reference}`\n\nRun it locally:\n\n```\n{run}\n```\n\n"
+            f"Then `POST http://127.0.0.1:8080/v2/models/{ref.model_name}/infer`."
+        ),
+        description="How to run the model image",
+    )
