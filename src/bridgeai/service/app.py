@@ -202,21 +202,22 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         state = build_state(settings, metrics)
         # Connecting and migrating can block for the connect timeout: keep the loop free.
         await asyncio.to_thread(state.writer.start)
-        metrics.writer = state.writer
-        metrics.batcher = state.batcher
-        await state.model.open()
-        model_state = await state.model.state(settings.ready_timeout)
-        logger.info(
-            "prediction service up: model %s at %s (%s), prediction log %s",
-            settings.model_name,
-            state.model.base_url,
-            model_state.detail,
-            state.writer.redacted_url,
-        )
-        app.state.service = state
         try:
+            metrics.writer = state.writer
+            metrics.batcher = state.batcher
+            await state.model.open()
+            model_state = await state.model.state(settings.ready_timeout)
+            logger.info(
+                "prediction service up: model %s at %s (%s), prediction log %s",
+                settings.model_name,
+                state.model.base_url,
+                model_state.detail,
+                state.writer.redacted_url,
+            )
+            app.state.service = state
             yield
         finally:
+            # Also on a failed start-up: the writer thread must not keep the process alive.
             await state.model.close()
             await asyncio.to_thread(state.writer.stop, settings.shutdown_timeout)
             logger.info(

@@ -159,8 +159,13 @@ class LogWriter:
         self._cycle(final=True)
 
     def _cycle(self, *, final: bool) -> None:
-        while self._queue:
-            batch = self._take(self.batch_size)
+        # Only what was queued when the cycle began (everything, when stopping): rows arriving
+        # meanwhile wait for the next flush, so batches stay full under steady traffic instead
+        # of shrinking to a few rows per commit.
+        remaining = len(self._queue)
+        while self._queue and (final or remaining > 0):
+            batch = self._take(self.batch_size if final else min(self.batch_size, remaining))
+            remaining -= len(batch)
             try:
                 if len(self._queue) > self.queue_limit:
                     # The database cannot keep up: put the backlog on disk, not in memory.
