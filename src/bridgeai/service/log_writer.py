@@ -81,6 +81,7 @@ class LogWriter:
         self.db_up = False
         self.last_error: str | None = None
         self.rows_written = 0
+        self.batches_written = 0
         self.rows_spooled = 0
         self.rows_rejected = 0
 
@@ -207,6 +208,7 @@ class LogWriter:
                 with self.engine.begin() as connection:
                     prediction_log.insert_rows(connection, batch)
                 self.rows_written += len(batch)
+                self.batches_written += 1
                 return
             except Exception as exc:
                 if _unavailable(exc):
