@@ -26,7 +26,8 @@ def load_block(cls: type[B], name: str = DEFAULT_BLOCK_NAME) -> B:
         BlockNotFoundError: ``name`` is not the default and no such block is saved.
     """
     try:
-        return cls.load(name)  # type: ignore[return-value]
+        # _sync: a notebook has a running event loop, where Prefect would return a coroutine.
+        return cls.load(name, _sync=True)  # type: ignore[return-value,call-arg]
     except ValueError as exc:
         if "Unable to find block document" not in str(exc):
             raise

@@ -125,7 +125,7 @@ def _database_url(secret_block: str | None) -> str:
     if secret_block:
         from prefect.blocks.system import Secret
 
-        return str(Secret.load(secret_block).get())
+        return str(Secret.load(secret_block, _sync=True).get())  # type: ignore[call-arg]
     return os.environ.get(DATABASE_URL_ENV) or prediction_log.default_database_url()
 
 

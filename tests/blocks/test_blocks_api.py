@@ -90,4 +90,18 @@ def test_blocks_module_registers_with_the_prefect_cli() -> None:
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "Successfully registered 3 blocks" in out.stdout.replace("\n", " ")
+    assert "Successfully registered" in out.stdout
+    for block_cls in (ObjectStorage, MLflowServer, ContainerRegistry):
+        assert block_cls.get_block_type_name() in out.stdout
+
+
+def test_load_block_is_synchronous_inside_a_running_event_loop() -> None:
+    # A notebook cell runs inside an event loop, where Prefect's load would return a coroutine.
+    import asyncio
+
+    async def in_a_notebook_cell() -> object:
+        return load_block(ObjectStorage)
+
+    loaded = asyncio.run(in_a_notebook_cell())
+    assert isinstance(loaded, ObjectStorage)
+    assert loaded.is_local
