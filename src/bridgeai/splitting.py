@@ -1,16 +1,30 @@
 """The train/val/test split, as the original demonstrator made it.
 
 The original split with scikit-learn's ``train_test_split``: ``test_size=0.2`` first, then
-``val_size=0.2`` of the remainder, both with ``random_state=42`` (64/16/20). Using the same calls
-on the cleaned rows, in source order, reproduces its split exactly.
+``val_size=0.2`` of the remainder, both with ``random_state=42`` (64/16/20). This module draws the
+same permutations with numpy's legacy ``RandomState`` (what scikit-learn's ``ShuffleSplit`` does
+underneath), so it reproduces that split row for row without importing scikit-learn, which costs
+seconds; ``tests/bridgeai/test_splitting.py`` checks the equality against scikit-learn itself.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import polars as pl
 
 SPLITS = ("train", "val", "test")
+
+
+def _shuffle_split(index: np.ndarray, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held_out) as ``train_test_split(index, test_size=size, random_state=seed)``."""
+    n_held = math.ceil(size * len(index))
+    n_rest = len(index) - n_held
+    if n_held == 0 or n_rest == 0:
+        raise ValueError(f"a fraction of {size} leaves an empty split")
+    permutation = np.random.RandomState(seed).permutation(len(index))
+    return index[permutation[n_held:]], index[permutation[:n_held]]
 
 
 def split_frame(
@@ -21,15 +35,12 @@ def split_frame(
     Raises:
         ValueError: a fraction is outside (0, 1) or a split would be empty.
     """
-    from sklearn.model_selection import train_test_split
-
     for name, value in (("test_size", test_size), ("val_size", val_size)):
         if not 0 < value < 1:
             raise ValueError(f"{name} must be between 0 and 1, got {value}")
-    index = np.arange(frame.height)
     try:
-        rest, test = train_test_split(index, test_size=test_size, random_state=seed)
-        train, val = train_test_split(rest, test_size=val_size, random_state=seed)
+        rest, test = _shuffle_split(np.arange(frame.height), test_size, seed)
+        train, val = _shuffle_split(rest, val_size, seed)
     except ValueError as exc:
         raise ValueError(f"cannot split {frame.height} rows: {exc}") from None
     return {"train": frame[train], "val": frame[val], "test": frame[test]}
