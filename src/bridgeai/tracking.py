@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from bridgeai import evaluation, mlflow_model
+from bridgeai import evaluation
 
 if TYPE_CHECKING:
     import polars as pl
@@ -133,6 +133,8 @@ def log_training_run(
     good one.
     """
     import mlflow
+
+    from bridgeai import mlflow_model  # imports mlflow's pyfunc machinery: only when logging
 
     params: dict[str, Any] = {
         **trained.params.mlflow_params(),

@@ -1,4 +1,4 @@
-"""Run logging and the champion gate, on an embedded MLflow store and on a real MLflow server."""
+"""Run logging and the champion gate on an embedded MLflow store (the real server: tests/flows)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from bridgeai.synthetic import housing_frame
 from bridgeai.training import TrainingParams
 from tests.support.train import (  # noqa: F401
     EmbeddedStore,
-    MLflowProcess,
-    mlflow_server,
     mlflow_store,
     synthetic_splits,
     unique_name,
@@ -274,33 +272,3 @@ def _assert_pyfunc_champion(name: str, test: pl.DataFrame) -> None:
     champion = registry.version_by_alias(mlflow.MlflowClient(), name, "champion")
     direct = registry.load_version(name, champion.version).predict_frame(test)
     np.testing.assert_allclose(np.asarray(pyfunc.predict(test.to_pandas())), direct)
-
-
-# -- a real MLflow server with S3 artifacts -----------------------------------------------------
-@pytest.mark.integration
-def test_gate_against_a_real_mlflow_server_with_s3_artifacts(
-    mlflow_server: MLflowProcess,  # noqa: F811
-    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
-) -> None:
-    block = mlflow_server.block(experiment=unique_name("experiment"))
-    client = block.client()
-    experiment_id = block.ensure_experiment(client)
-    name = unique_name()
-
-    metrics, record = _train_and_log(experiment_id, synthetic_splits)
-    assert record.artifact_uri.startswith("mlflow-artifacts:")
-    assert _gate(client, name, synthetic_splits, metrics, record).alias == "champion"
-    metrics2, record2 = _train_and_log(experiment_id, synthetic_splits)
-    second = _gate(client, name, synthetic_splits, metrics2, record2)
-    assert (second.version, second.alias, second.champion_score) == (
-        "2",
-        "challenger",
-        metrics.rmse,
-    )
-
-    # The artifacts really are in the SeaweedFS bucket, not on the server's disk.
-    fs = mlflow_server.storage.filesystem()
-    stored = fs.find(f"{mlflow_server.storage.mlflow_bucket}/")
-    assert any(p.endswith("model_dir/preprocessing.json") for p in stored)
-    assert any(p.endswith("evaluation/residuals.png") for p in stored)
-    _assert_pyfunc_champion(name, synthetic_splits["test"])

@@ -210,6 +210,14 @@ def test_a_better_version_takes_champion_on_a_real_mlflow_server(
     rows = housing_frame(5, seed=1).to_pandas()
     assert np.isfinite(np.asarray(pyfunc.predict(rows))).all()
 
+    # The same inputs again: identical metrics, and the champion stays.
+    again, _ = _train(names, data_version=version.tag, search=True, registered_model=model_name)
+    assert (again.model_version, again.promoted) == ("3", False)
+    assert again.metrics == better.metrics
+    assert str(client.get_model_version_by_alias(model_name, "challenger").version) == "3"
+    tags = client.get_model_version(model_name, "3").tags
+    assert float(tags["gate_champion_score"]) == float(tags["gate_score"]) == better.metrics["rmse"]
+
 
 def s3_storage_files(server: MLflowProcess) -> list[str]:
     return server.storage.filesystem().find(f"{server.storage.mlflow_bucket}/")
