@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bridgeai import schema, v2
+from bridgeai import procs, schema, v2
 from bridgeai.model import HousePriceModel
 from bridgeai.synthetic import housing_frame
 from tests.support.model_server import (
@@ -333,6 +333,9 @@ def test_request_ids_are_echoed_or_made(http: httpx.Client) -> None:
 
 def test_logs_are_json_lines_with_request_ids(http: httpx.Client, server: RunningServer) -> None:
     _infer(http, v2.build_request([schema.EXAMPLE_HOUSE]), headers={"x-request-id": "log-me-7"})
+    procs.wait_until(  # access lines are written in batches, every 50 ms
+        lambda: "log-me-7" in server.log_file.read_text(), timeout=10, service="access log"
+    )
     records = [json.loads(line) for line in server.log_file.read_text().splitlines() if line]
     loaded = next(r for r in records if r["message"] == "model loaded")
     assert (loaded["model_version"], loaded["run_id"]) == (VERSION, RUN_ID)
