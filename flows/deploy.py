@@ -118,11 +118,23 @@ def resolve_image(registry_block: str, model_version: str, image: str | None) ->
 
 @task
 def start_local_server(
-    model_uri: str, model_version: str, env: dict[str, str], port: int | None, timeout: float
+    model_uri: str,
+    model_version: str,
+    mlflow_block: str,
+    storage_block: str,
+    port: int | None,
+    timeout: float,
 ) -> dict[str, Any]:
-    """Start the new local server, wait until ready, then stop the previous one."""
+    """Start the new local server, wait until ready, then stop the previous one.
+
+    The server's environment (tracking URI, S3 credentials) is built here from the blocks, so no
+    credential ever travels as a task input.
+    """
     from bridgeai import local_serving
 
+    mlflow_server = load_block(MLflowServer, mlflow_block)
+    storage = load_block(ObjectStorage, storage_block)
+    env = {**mlflow_server.env(), **storage.mlflow_s3_env()}
     server = local_serving.start(
         model_uri, model_version=model_version, port=port, env=env, timeout=timeout
     )
@@ -223,9 +235,9 @@ def deploy_model(
     model_uri = mlflow_server.model_uri(version)
     logger.info("deploying %s (version %s) to %s", model_uri, version, target)
     if target == "local":
-        storage = load_block(ObjectStorage, storage_block)
-        env = {**mlflow_server.env(), **storage.mlflow_s3_env()}
-        started_server = start_local_server(model_uri, version, env, port, timeout_seconds)
+        started_server = start_local_server(
+            model_uri, version, mlflow_block, storage_block, port, timeout_seconds
+        )
         result = DeployResult(
             target="local",
             model_name=mlflow_server.registered_model,

@@ -114,6 +114,7 @@ def test_stop_stops_and_forgets() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_real_model_server_on_a_model_directory(tmp_path: Path) -> None:
     """``bridgeai serve-model`` itself (issue 5's server) answers ready and infers."""
     pytest.importorskip("bridgeai.model_server", reason="the model server lands with issue 5")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import IN_CI
-from tests.support.prefect_server import BIN, PrefectServer, prefect_server  # noqa: F401
+from tests.support.prefect_server import BIN, PrefectServer, harness_server  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO / "prefect.yaml"
@@ -133,7 +133,7 @@ def _run(argv: list[str], server: PrefectServer, timeout: float = 600, **env: st
 @pytest.mark.integration
 @pytest.mark.slow
 def test_deploy_all_registers_both_pools_and_a_local_run_completes(
-    prefect_server: PrefectServer,  # noqa: F811
+    harness_server: PrefectServer,  # noqa: F811
     tmp_path: Path,
     bridgeai_home: Path,
 ) -> None:
@@ -148,12 +148,12 @@ def test_deploy_all_registers_both_pools_and_a_local_run_completes(
     filtered.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     # The pools come from the script up.sh uses; `kind` from the committed template.
-    _run(["bash", str(REPO / "deployments/work-pools/create-pools.sh")], prefect_server,
+    _run(["bash", str(REPO / "deployments/work-pools/create-pools.sh")], harness_server,
          PREFECT=str(BIN / "prefect"))  # fmt: skip
     _run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(filtered)],
-         prefect_server)  # fmt: skip
+         harness_server)  # fmt: skip
 
-    settings, client = _client(prefect_server.api_url)
+    settings, client = _client(harness_server.api_url)
     worker = None
     try:
         with client:
@@ -163,7 +163,12 @@ def test_deploy_all_registers_both_pools_and_a_local_run_completes(
             assert client.read_work_pool("local").type == "process"
             deployments = client.read_deployments()
             flows = {f.id: f.name for f in client.read_flows()}
-            registered = {(flows[d.flow_id], d.name): d for d in deployments}
+            # The session's API is shared: look only at this project's two pools.
+            registered = {
+                (flows[d.flow_id], d.name): d
+                for d in deployments
+                if d.work_pool_name in ("local", "kind") and d.flow_id in flows
+            }
             expected = {(FLOWS[e], pool) for e in present for pool in ("local", "kind")}
             assert set(registered) == expected
             undescribed = []
@@ -199,7 +204,7 @@ def test_deploy_all_registers_both_pools_and_a_local_run_completes(
             worker = procs.start_process(
                 [str(BIN / "prefect"), "worker", "start", "--pool", "local", "--type", "process"],
                 log_file=tmp_path / "worker.log",
-                env=prefect_server.env(BRIDGEAI_HOME=str(bridgeai_home)),
+                env=harness_server.env(BRIDGEAI_HOME=str(bridgeai_home)),
                 cwd=REPO,
             )
             deadline = time.monotonic() + 480

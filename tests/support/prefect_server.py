@@ -1,17 +1,13 @@
-"""A real ``prefect server start`` on a free port with its own PREFECT_HOME (for CLI tests that
-need a server other processes can reach: ``prefect deploy``, a process worker)."""
+"""A Prefect API that other processes can reach (``prefect deploy``, a process worker)."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from bridgeai import procs
 
 BIN = Path(sys.executable).parent
 
@@ -35,31 +31,13 @@ class PrefectServer:
 
 
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = procs.free_port()
-    env = {
-        "PREFECT_HOME": str(home / "server"),
-        "PREFECT_API_URL": "",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-    }
-    log = home / "server.log"
-    process = procs.start_process(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--analytics-off"],
-        log_file=log,
-        env=env,
-    )  # fmt: skip
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        procs.wait_until(
-            lambda: procs.http_ok(f"{api}/health"),
-            timeout=240,
-            service="prefect server",
-            log_file=log,
-            process=process,
-        )
-        yield PrefectServer(api, home)
-    finally:
-        procs.stop_process(process.pid)
+def harness_server(
+    prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
+) -> PrefectServer:
+    """The session's test-harness API (a real server subprocess) for CLI processes and workers:
+    cheaper than starting another server when the session already has one."""
+    from prefect.settings import PREFECT_API_URL
+
+    api_url = PREFECT_API_URL.value()
+    assert api_url, "prefect_harness did not set PREFECT_API_URL"
+    return PrefectServer(str(api_url), tmp_path_factory.mktemp("prefect-cli"))
