@@ -75,8 +75,11 @@ class MLflowServer(Block):
         import mlflow
         from mlflow import MlflowClient
 
+        from bridgeai.mlflow_store import prepare_sqlite_store
+
         os.environ.update(self.env())
         uri = self.resolved_tracking_uri()
+        prepare_sqlite_store(uri, self.artifact_location())
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -264,11 +264,15 @@ class Stack:
         if name == "s3":
             return seaweed.start(self._seaweed_config(), log, timeout=self.settings.startup_timeout)
         if name == "mlflow":
+            from bridgeai.mlflow_store import prepare_sqlite_store
+
             storage = self.object_storage()
-            (self.root / "mlflow").mkdir(parents=True, exist_ok=True)
+            backend = f"sqlite:///{self.root / 'mlflow' / 'mlflow.db'}"
+            # --serve-artifacts: the server proxies artifacts under mlflow-artifacts:/
+            prepare_sqlite_store(backend, artifact_root="mlflow-artifacts:/")
             command = [
                 str(bindir / "mlflow"), "server",
-                "--backend-store-uri", f"sqlite:///{self.root / 'mlflow' / 'mlflow.db'}",
+                "--backend-store-uri", backend,
                 "--artifacts-destination", f"s3://{storage.mlflow_bucket}",
                 "--serve-artifacts",
                 "--host", self.settings.host,
