@@ -149,11 +149,12 @@ def decide(
         if champion_version is None:
             return (
                 True,
-                f"no champion yet: the first version becomes champion ({metric} {score:.6g})",
+                f"no champion yet: the first version becomes champion ({metric} {_shown(score)})",
             )
         return (
             True,
-            f"champion v{champion_version} could not be scored; replaced ({metric} {score:.6g})",
+            f"champion v{champion_version} could not be scored; replaced "
+            f"({metric} {_shown(score)})",
         )
     old = getattr(champion, metric)
     wanted = (
@@ -163,13 +164,18 @@ def decide(
     )
     if is_better(metric, score, old, policy.min_improvement):
         return True, (
-            f"test {metric} {score:.6g} beats champion v{champion_version}'s {old:.6g} on the "
-            f"same test split ({wanted} required)"
+            f"test {metric} {_shown(score)} beats champion v{champion_version}'s "
+            f"{_shown(old)} on the same test split ({wanted} required)"
         )
     return False, (
-        f"test {metric} {score:.6g} is not {wanted} than champion v{champion_version}'s "
-        f"{old:.6g} on the same test split"
+        f"test {metric} {_shown(score)} is not {wanted} than champion v{champion_version}'s "
+        f"{_shown(old)} on the same test split"
     )
+
+
+def _shown(value: float) -> str:
+    # Prices read best as whole numbers with separators; ratios (r2, mape) with 4 digits.
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def register_and_gate(
