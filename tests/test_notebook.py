@@ -26,7 +26,10 @@ def test_quickstart_notebook_runs_every_flow(
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     notebook = nbformat.read(REPO_ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
     client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
     )
     try:
         client.execute()

@@ -43,7 +43,7 @@ def test_unknown_category_and_bad_numbers_name_the_column(model: HousePriceModel
         model.encode(_rows(area="big"))
     columns = _rows()
     del columns["parking"]
-    with pytest.raises(FeatureError, match="missing feature.*parking"):
+    with pytest.raises(FeatureError, match=r"missing feature.*parking"):
         model.encode(columns)
 
 

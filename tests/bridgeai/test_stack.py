@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -12,39 +11,11 @@ from pathlib import Path
 import pytest
 
 from bridgeai import procs
+from tests.support.stack import cli as _cli
+from tests.support.stack import exported
+from tests.support.stack import stack_env as _stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-BIN = Path(sys.executable).parent
-
-
-def _seaweed_base() -> int:
-    """A base port with base..base+7 and base+7+10000 free (SeaweedFS's internal ports)."""
-    for _ in range(200):
-        base = procs.free_port()
-        wanted = [*range(base, base + 8), base + 7 + 10000]
-        if all(p < 65536 and procs.port_is_free(p) for p in wanted):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _stack_env(home: Path) -> dict[str, str]:
-    ports = procs.free_ports(3)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(
-        BRIDGEAI_HOME=str(home),
-        BRIDGEAI_S3_PORT=str(ports[0]),
-        BRIDGEAI_MLFLOW_PORT=str(ports[1]),
-        BRIDGEAI_PREFECT_PORT=str(ports[2]),
-        BRIDGEAI_SEAWEED_BASE_PORT=str(_seaweed_base()),
-    )
-    return env
-
-
-def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "bridgeai"), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_stack_up_runs_a_flow_on_the_local_pool_and_down_frees_every_port(tmp_path: Path) -> None:
@@ -65,16 +36,11 @@ def test_stack_up_runs_a_flow_on_the_local_pool_and_down_frees_every_port(tmp_pa
         assert again.returncode == 0, again.stderr
         assert again.stdout.count("already running") == 4
 
-        exported = _cli(env, "env").stdout
-        assert (
-            f"export PREFECT_API_URL=http://127.0.0.1:{env['BRIDGEAI_PREFECT_PORT']}/api"
-            in exported
-        )
-        assert "export AWS_SECRET_ACCESS_KEY=" in exported
-        stack_env = dict(env)
-        for line in exported.splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            stack_env[key] = value.strip("'")
+        lines = _cli(env, "env").stdout
+        api = f"export PREFECT_API_URL=http://127.0.0.1:{env['BRIDGEAI_PREFECT_PORT']}/api"
+        assert api in lines
+        assert "export AWS_SECRET_ACCESS_KEY=" in lines
+        stack_env = exported(env)
 
         # The secret lives only in the stack folder's 0600 files, never in a log.
         secret = stack_env["AWS_SECRET_ACCESS_KEY"]
