@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -136,9 +137,11 @@ class ServedModel:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="bridgeai-predict")
         out = np.empty(rows, dtype=np.float64)
         pending: Future[None] | None = None
+        # A small first chunk so LightGBM starts early; then chunk_rows at a time.
+        first = min(self.chunk_rows, max(self.chunk_rows // 4, 256))
+        bounds = [0, *range(first, rows, self.chunk_rows), rows]
         try:
-            for start in range(0, rows, self.chunk_rows):
-                stop = min(start + self.chunk_rows, rows)
+            for start, stop in itertools.pairwise(bounds):
                 matrix = self.model.encode({k: v[start:stop] for k, v in columns.items()})
                 if pending is not None:
                     pending.result()
