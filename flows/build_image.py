@@ -149,6 +149,19 @@ def build_model_image(
 
     Tags ``<registry>/<namespace>/<image_name>:<model version>`` and ``:latest``, pushes both
     with the ContainerRegistry block's credentials and returns the image by digest.
+
+    Args:
+        model_uri: models:/<name>@<alias>, models:/<name>/<version> or runs:/ URI. Empty: the
+            MLflow block's registered model and alias (the champion).
+        base_image: Base image with python3 and python3-venv; it must be available to the
+            engine (the build itself uses no network).
+        image_name: Repository name under the registry block's namespace.
+        push: Push to the registry (off: build and tag locally only).
+        wheels: Where the server's wheels come from: this environment's installed packages
+            (offline) or pip's index; auto picks environment when the base image's Python
+            matches this one.
+        mlflow_block: MLflowServer block name.
+        registry_block: ContainerRegistry block name.
     """
     logger = get_run_logger()
     mlflow_server = load_block(MLflowServer, mlflow_block)
