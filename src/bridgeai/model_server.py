@@ -122,17 +122,23 @@ class ServedModel:
         """Decode a v2 request body, predict, and encode the response (blocking)."""
         decoded = v2.decode_request(body)
         try:
-            prices = self.predict(decoded.columns, decoded.rows)
+            prices = self.predict(decoded)
         except FeatureError as exc:
             raise v2.ProtocolError(f"input {exc}") from None
         return v2.encode_response(self.name, self.version, decoded.id or request_id, prices)
 
-    def predict(self, columns: dict[str, Any], rows: int) -> np.ndarray:
-        """Prices for validated columns: inline for small batches, pipelined for large ones."""
+    def predict(self, request: v2.DecodedRequest) -> np.ndarray:
+        """Prices for a decoded request: inline for small batches, pipelined for large ones.
+
+        Raises:
+            bridgeai.v2.ProtocolError: a numeric value does not match its datatype.
+            bridgeai.model.FeatureError: a categorical value is not allowed.
+        """
+        rows = request.rows
         if rows < self.batch_rows:
-            return self.model.predict(columns, num_threads=1)
+            return self.model.predict(request.rows_between(), num_threads=1)
         if rows <= self.chunk_rows:
-            return self.model.predict(columns, num_threads=self.batch_threads)
+            return self.model.predict(request.rows_between(), num_threads=self.batch_threads)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="bridgeai-predict")
         out = np.empty(rows, dtype=np.float64)
@@ -142,7 +148,7 @@ class ServedModel:
         bounds = [0, *range(first, rows, self.chunk_rows), rows]
         try:
             for start, stop in itertools.pairwise(bounds):
-                matrix = self.model.encode({k: v[start:stop] for k, v in columns.items()})
+                matrix = self.model.encode(request.rows_between(start, stop))
                 if pending is not None:
                     pending.result()
                 pending = self._pool.submit(self._predict_into, matrix, out, start, stop)

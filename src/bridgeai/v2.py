@@ -171,15 +171,33 @@ def prices_from(response: Mapping[str, Any]) -> list[float]:
 # -- server side --------------------------------------------------------------------------------
 @dataclass
 class DecodedRequest:
-    """A validated inference request: one column per feature, ready for the model's encoder.
+    """A validated inference request: one column per feature, as sent.
 
-    Numeric columns are float64 arrays (or, for a few rows, lists of numbers); categorical
-    columns are the lists as sent (the model's encoder normalises and checks their values).
+    Numeric columns are checked against their datatype and converted to float64 by
+    :meth:`rows_between`, slice by slice, so a large request's conversion can overlap the
+    prediction of the previous slice; categorical columns go to the model's encoder as sent (it
+    normalises and checks their values).
     """
 
-    columns: dict[str, Any]
+    columns: dict[str, list[Any]]
     rows: int
     id: str | None
+    datatypes: dict[str, str]
+
+    def rows_between(self, start: int = 0, stop: int | None = None) -> dict[str, Any]:
+        """The columns for rows ``[start, stop)``, numerics checked and converted.
+
+        Raises:
+            ProtocolError: a numeric value does not match its tensor's datatype.
+        """
+        stop = self.rows if stop is None else stop
+        whole = start == 0 and stop >= self.rows
+        out: dict[str, Any] = {}
+        for name, values in self.columns.items():
+            part = values if whole else values[start:stop]
+            datatype = self.datatypes[name]
+            out[name] = part if datatype == "BYTES" else _numeric_column(name, datatype, part)
+        return out
 
 
 def decode_request(body: bytes) -> DecodedRequest:
@@ -206,7 +224,8 @@ def decode_request(body: bytes) -> DecodedRequest:
         raise ProtocolError("'id' must be a string")
     _check_requested_outputs(doc.get("outputs"))
 
-    columns: dict[str, Any] = {}
+    columns: dict[str, list[Any]] = {}
+    datatypes: dict[str, str] = {}
     rows = 0
     first = ""
     for position, tensor in enumerate(inputs):
@@ -223,7 +242,7 @@ def decode_request(body: bytes) -> DecodedRequest:
             )
         if name in columns:
             raise ProtocolError(f"input {name!r} is given more than once")
-        values, count = _decode_tensor(name, tensor)
+        values, count, datatypes[name] = _decode_tensor(name, tensor)
         if not columns:
             rows, first = count, name
         elif count != rows:
@@ -235,7 +254,7 @@ def decode_request(body: bytes) -> DecodedRequest:
     missing = [f for f in schema.FEATURES if f not in columns]
     if missing:
         raise ProtocolError(f"missing input(s): {', '.join(missing)}")
-    return DecodedRequest(columns=columns, rows=rows, id=request_id)
+    return DecodedRequest(columns=columns, rows=rows, id=request_id, datatypes=datatypes)
 
 
 def _check_requested_outputs(outputs: Any) -> None:
@@ -251,8 +270,8 @@ def _check_requested_outputs(outputs: Any) -> None:
             )
 
 
-def _decode_tensor(name: str, tensor: dict[str, Any]) -> tuple[Any, int]:
-    """Validate one input tensor; return its values (list or float64 array) and row count."""
+def _decode_tensor(name: str, tensor: dict[str, Any]) -> tuple[list[Any], int, str]:
+    """Check one input tensor's shape and datatype; return its values, row count, datatype."""
     shape = tensor.get("shape")
     data = tensor.get("data")
     # The common case in one test: shape [N] with N flat values.
@@ -275,13 +294,12 @@ def _decode_tensor(name: str, tensor: dict[str, Any]) -> tuple[Any, int]:
                 f"input {name!r}: datatype must be BYTES (text such as "
                 f"{schema.ALLOWED[name][0]!r}), got {datatype!r}"
             )
-        return data, rows
-    if datatype not in NUMERIC_DATATYPES:
+    elif datatype not in NUMERIC_DATATYPES:
         raise ProtocolError(
             f"input {name!r}: datatype must be one of {', '.join(NUMERIC_DATATYPES)}, "
             f"got {datatype!r}"
         )
-    return _numeric_column(name, datatype, data), rows
+    return data, rows, datatype
 
 
 def _check_shape(name: str, shape: Any, data: Any) -> tuple[int, list[Any]]:

@@ -31,25 +31,31 @@ def test_decode_gives_one_column_per_feature() -> None:
     assert decoded.rows == 2
     assert decoded.id == "abc"
     assert set(decoded.columns) == set(schema.FEATURES)
-    assert decoded.columns["mainroad"] == ["yes", "yes"]
-    assert list(decoded.columns["area"]) == [1200, 1200]
+    assert decoded.datatypes["area"] == "FP32"
+    columns = decoded.rows_between()
+    assert columns["mainroad"] == ["yes", "yes"]
+    assert list(columns["area"]) == [1200, 1200]
 
 
-def test_large_numeric_tensors_become_float64_arrays() -> None:
-    houses = [schema.EXAMPLE_HOUSE] * 500
+def test_large_numeric_tensors_become_float64_arrays_slice_by_slice() -> None:
+    houses = [{**schema.EXAMPLE_HOUSE, "area": 1000 + i} for i in range(500)]
     decoded = v2.decode_request(orjson.dumps(v2.build_request(houses)))
-    area = decoded.columns["area"]
+    area = decoded.rows_between()["area"]
     assert isinstance(area, np.ndarray)
     assert area.dtype == np.float64
     assert area.shape == (500,)
+    part = decoded.rows_between(100, 300)
+    assert list(part["area"]) == [float(1000 + i) for i in range(100, 300)]
+    assert len(part["mainroad"]) == 200
 
 
 @pytest.mark.parametrize("rows", [3, 300])
 def test_integer_tensors_refuse_fractions_small_and_large(rows: int) -> None:
     request = v2.build_request([schema.EXAMPLE_HOUSE] * rows)
     request["inputs"][1]["data"][-1] = 2.5  # bedrooms
+    decoded = v2.decode_request(orjson.dumps(request))
     with pytest.raises(v2.ProtocolError, match="'bedrooms': INT64 data must be whole numbers"):
-        v2.decode_request(orjson.dumps(request))
+        decoded.rows_between()
 
 
 def test_encode_response_is_a_valid_v2_document() -> None:
