@@ -1,15 +1,10 @@
 """prefect.yaml: its shape (both pools for every flow, paused schedules, the disabled drift
-trigger) and, against a real Prefect server, ``prefect --no-prompt deploy --all`` plus one
-``local``-pool run through a real process worker.
+trigger). The same file deployed to a real server is tested in tests/flows/test_pipeline.py.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +12,6 @@ import pytest
 import yaml
 
 from tests.conftest import IN_CI
-from tests.support.prefect_server import BIN, PrefectServer, harness_server  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO / "prefect.yaml"
@@ -111,114 +105,6 @@ def test_every_entrypoint_exists() -> None:
     assert not missing, f"prefect.yaml names missing flows: {missing}"
 
 
-# -- against a real server -------------------------------------------------------------------
-def _client(api_url: str):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    settings = temporary_settings({PREFECT_API_URL: api_url})
-    settings.__enter__()
-    return settings, get_client(sync_client=True)
-
-
-def _run(argv: list[str], server: PrefectServer, timeout: float = 600, **env: str) -> str:
-    result = subprocess.run(
-        argv, cwd=REPO, env=server.env(**env), capture_output=True, text=True, timeout=timeout
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(argv)} failed:\n{output[-4000:]}"
-    return output
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_deploy_all_registers_both_pools_and_a_local_run_completes(
-    harness_server: PrefectServer,  # noqa: F811
-    tmp_path: Path,
-    bridgeai_home: Path,
-) -> None:
-    from bridgeai import local_serving, procs
-    from tests.support.mlflow_registry import register_versions
-
-    present = [e for e in FLOWS if entrypoint_exists(e)]
-    assert "flows/deploy.py:deploy_model" in present
-    doc = load()
-    doc["deployments"] = [d for d in doc["deployments"] if d["entrypoint"] in present]
-    filtered = tmp_path / "prefect.yaml"
-    filtered.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-    # The pools come from the script up.sh uses; `kind` from the committed template.
-    _run(["bash", str(REPO / "deployments/work-pools/create-pools.sh")], harness_server,
-         PREFECT=str(BIN / "prefect"))  # fmt: skip
-    _run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(filtered)],
-         harness_server)  # fmt: skip
-
-    settings, client = _client(harness_server.api_url)
-    worker = None
-    try:
-        with client:
-            kind = client.read_work_pool("kind")
-            assert kind.type == "kubernetes"
-            assert kind.base_job_template == json.loads(TEMPLATE.read_text())
-            assert client.read_work_pool("local").type == "process"
-            deployments = client.read_deployments()
-            flows = {f.id: f.name for f in client.read_flows()}
-            # The session's API is shared: look only at this project's two pools.
-            registered = {
-                (flows[d.flow_id], d.name): d
-                for d in deployments
-                if d.work_pool_name in ("local", "kind") and d.flow_id in flows
-            }
-            expected = {(FLOWS[e], pool) for e in present for pool in ("local", "kind")}
-            assert set(registered) == expected
-            undescribed = []
-            for (flow, pool), dep in registered.items():
-                assert dep.work_pool_name == pool
-                assert all(not s.active for s in dep.schedules)
-                properties = dep.parameter_openapi_schema["properties"]
-                assert properties, flow
-                undescribed += [
-                    f"{flow}.{k}" for k, v in properties.items() if not v.get("description")
-                ]
-            params = registered[("deploy-model", "local")].parameter_openapi_schema["properties"]
-            assert all(v.get("description") for v in params.values())
-            assert "rollback" in params["model_version"]["description"].lower()
-            if "flows/train.py:model_training" in present:
-                # The drift trigger became one automation per training deployment, disabled.
-                automations = [
-                    a
-                    for a in client.read_automations()
-                    if "bridgeai.drift.detected" in a.trigger.expect
-                ]
-                assert len(automations) == 2
-                assert not any(a.enabled for a in automations)
-            if undescribed:  # other issues' flows: reported, owned by their authors
-                warnings.warn(f"parameters without a description: {undescribed}", stacklevel=1)
-
-            # One run of a local-pool deployment, through a real process worker.
-            register_versions(tmp_path / "mlflow").save("yaml-test", overwrite=True)
-            run = client.create_flow_run_from_deployment(
-                registered[("deploy-model", "local")].id,
-                parameters={"mlflow_block": "yaml-test", "timeout_seconds": 240},
-            )
-            worker = procs.start_process(
-                [str(BIN / "prefect"), "worker", "start", "--pool", "local", "--type", "process"],
-                log_file=tmp_path / "worker.log",
-                env=harness_server.env(BRIDGEAI_HOME=str(bridgeai_home)),
-                cwd=REPO,
-            )
-            deadline = time.monotonic() + 480
-            state = client.read_flow_run(run.id).state
-            while time.monotonic() < deadline and not (state and state.is_final()):
-                time.sleep(2)
-                state = client.read_flow_run(run.id).state
-            log_tail = procs.log_tail(tmp_path / "worker.log", 40)
-            assert state is not None and state.is_completed(), f"{state}\n{log_tail}"
-            server = local_serving.current()
-            assert server is not None and server.model_version == "2"
-            assert procs.http_ok(server.ready_url)
-    finally:
-        if worker is not None:
-            procs.stop_process(worker.pid)
-        local_serving.stop()
-        settings.__exit__(None, None, None)
+# Against a real server: tests/flows/test_pipeline.py runs `prefect --no-prompt deploy --all`
+# on the local stack (both pools, the kind pool from the template, paused schedules, disabled
+# automations, described parameters) and a `local`-pool pipeline run through its worker.
