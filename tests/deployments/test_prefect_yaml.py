@@ -15,7 +15,6 @@ from tests.conftest import IN_CI
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO / "prefect.yaml"
-TEMPLATE = REPO / "deployments" / "work-pools" / "kubernetes.json"
 
 #: The flow contract (COMMON.md / issue 6): entrypoint -> Prefect flow name.
 FLOWS = {
