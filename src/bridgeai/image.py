@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_NAME = "bridgeai-mlops"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
-#: Where the Dockerfile template lives in a source checkout.
+#: Where the Dockerfile template lives in a source checkout (``$BRIDGEAI_MODEL_IMAGE_DIR``
+#: overrides it, e.g. in a flow-runner image that copies the folder elsewhere).
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deployments" / "model-image"
 
 _AUTH_WORDS = ("unauthorized", "denied", "authentication required", "no basic auth")
@@ -140,7 +141,7 @@ def write_context(
     python_version: str = "3.11",
     machine: str = "x86_64",
     wheels: wheelhouse.WheelSource | None = None,
-    template_dir: Path = TEMPLATE_DIR,
+    template_dir: Path | None = None,
 ) -> Path:
     """Lay out a build context in ``dest``: Dockerfile, ``model/`` and ``wheels/``.
 
@@ -152,16 +153,19 @@ def write_context(
         machine: the engine's architecture (``x86_64``, ``aarch64``), for the wheels.
         wheels: ``environment`` or ``index`` (see :mod:`bridgeai.wheelhouse`); None picks
             ``environment`` when this Python matches the target, else ``index``.
-        template_dir: folder holding the Dockerfile template.
+        template_dir: folder holding the Dockerfile template (default
+            ``$BRIDGEAI_MODEL_IMAGE_DIR``, else ``deployments/model-image`` of the checkout).
 
     Raises:
         ImageError: the template is missing, or the wheels cannot be prepared.
     """
+    if template_dir is None:
+        template_dir = Path(os.environ.get("BRIDGEAI_MODEL_IMAGE_DIR") or TEMPLATE_DIR)
     template = template_dir / "Dockerfile"
     if not template.is_file():
         raise ImageError(
             f"the Dockerfile template {template} is missing: build images from a BridgeAI "
-            "source checkout"
+            "source checkout, or set BRIDGEAI_MODEL_IMAGE_DIR to a copy of deployments/model-image"
         )
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(template, dest / "Dockerfile")
