@@ -200,6 +200,8 @@ docker_down() {
     fi
     _dk_stop_pid "$dir/registry/registry.pid" docker-registry
     _dk_stop_pid "$dir/dockerd.pid" dockerd
+    # dockerd leaves its network namespace mounted (no bridge); nothing else is left mounted.
+    umount "$dir/exec/netns/default" 2>/dev/null
     rm -f "$dir/registry/credentials" "$dir/env"
     _dk_log "stopped"
 }
