@@ -18,6 +18,8 @@ RUN uv sync --locked --no-dev --no-install-project
 COPY src ./src
 COPY blocks ./blocks
 COPY flows ./flows
+# build-model-image reads its Dockerfile template from here.
+COPY deployments/model-image ./deployments/model-image
 RUN uv sync --locked --no-dev
 
 FROM ${PYTHON_IMAGE}

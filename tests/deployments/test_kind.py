@@ -213,6 +213,8 @@ def test_flow_runner_image_puts_the_flows_where_prefect_yaml_looks() -> None:
     dockerfile = (REPO / "deployments/docker/flow-runner.Dockerfile").read_text()
     assert "WORKDIR /opt/bridgeai" in dockerfile
     assert "COPY flows ./flows" in dockerfile
+    # build-model-image finds its Dockerfile template beside the source, as in a checkout.
+    assert "COPY deployments/model-image ./deployments/model-image" in dockerfile
     assert "uv sync --locked --no-dev" in dockerfile
     assert re.search(r"^USER \d+", dockerfile, re.M)
     prefect_yaml = yaml.safe_load((REPO / "prefect.yaml").read_text())
