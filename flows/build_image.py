@@ -28,6 +28,7 @@ from blocks import ContainerRegistry, MLflowServer, load_block
 from bridgeai import image
 from bridgeai.image import DEFAULT_BASE_IMAGE, IMAGE_NAME, ImageRef
 from bridgeai.model_source import ModelInfo
+from flows._tasks import io_retries
 
 
 def _transient(exc: BaseException) -> bool:
@@ -42,23 +43,10 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
-def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except Exception as exc:  # classified, never swallowed
-        return _transient(exc)
-    return False
+_IO_RETRIES = io_retries(_transient)
 
 
-_io: dict[str, Any] = dict(
-    retries=3,
-    retry_delay_seconds=[2, 8, 30],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_retry_condition,
-)
-
-
-@task(**_io)
+@task(**_IO_RETRIES)
 def fetch_model(model_uri: str, mlflow_block: str, dest: str) -> ModelInfo:
     """Resolve the model URI to a registry version and download its directory into ``dest``."""
     from bridgeai import model_source
@@ -105,7 +93,7 @@ def build_image(
     return {"image_id": image_id, "size_bytes": image.image_size(client, image_id)}
 
 
-@task(**_io)
+@task(**_IO_RETRIES)
 def push_image(repository: str, tag: str, registry_block: str) -> str:
     """Push one tag with the registry block's credentials; return the manifest digest."""
     registry = load_block(ContainerRegistry, registry_block)

@@ -23,6 +23,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
 from blocks import ContainerRegistry, MLflowServer, ObjectStorage, load_block
+from flows._tasks import io_retries
 
 DEFAULT_NAMESPACE = "bridgeai"
 
@@ -53,23 +54,10 @@ def _transient(exc: BaseException) -> bool:
     return mlflow_error and "RESOURCE_DOES_NOT_EXIST" not in str(exc)
 
 
-def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except Exception as exc:  # classified below, never swallowed
-        return _transient(exc)
-    return False
+_IO_RETRIES = io_retries(_transient)
 
 
-_io = dict(
-    retries=3,
-    retry_delay_seconds=[2, 8, 30],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_retry_condition,
-)
-
-
-@task(**_io)
+@task(**_IO_RETRIES)
 def resolve_model_version(mlflow_block: str, model_version: str | None) -> str:
     """The registered version to deploy: the champion when none is given; checks it exists."""
     server = load_block(MLflowServer, mlflow_block)
@@ -97,7 +85,7 @@ def resolve_model_version(mlflow_block: str, model_version: str | None) -> str:
         raise
 
 
-@task(**_io)
+@task(**_IO_RETRIES)
 def resolve_image(registry_block: str, model_version: str, image: str | None) -> str:
     """The image by digest: ``image`` if it has one, else the version's tag looked up."""
     from bridgeai.kserve import require_digest

@@ -25,13 +25,12 @@ from prefect.artifacts import (
     create_markdown_artifact,
     create_table_artifact,
 )
-from prefect.cache_policies import NONE as NO_CACHE
-from prefect.tasks import exponential_backoff
 from pydantic import Field
 
 from bridgeai import drift
 from bridgeai.drift import DriftInputError, DriftResult
 from bridgeai.drift_stats import format_score
+from flows._tasks import IN_PROCESS, io_retries, is_transient
 
 #: Name of the event emitted when drift reaches the threshold (prefect.yaml triggers on it).
 DRIFT_EVENT = "bridgeai.drift.detected"
@@ -39,48 +38,19 @@ DRIFT_EVENT = "bridgeai.drift.detected"
 DATABASE_URL_ENV = "BRIDGEAI_DATABASE_URL"
 PRODUCTION = "production"
 
-_TRANSIENT_NAMES = frozenset(
-    {
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-        "OperationalError",
-        "ServerDisconnectedError",
-        "ClientOSError",
-    }
-)
-
 
 def _is_transient(exc: BaseException | None) -> bool:
-    """A network hiccup worth retrying (timeouts, refused connections), not a user error."""
+    """A network hiccup worth retrying, or a prediction-log database that did not answer."""
+    if is_transient(exc):
+        return True
     while exc is not None:
-        if isinstance(exc, ConnectionError | TimeoutError):
-            return True
-        if type(exc).__name__ in _TRANSIENT_NAMES:
-            return True
         if "cannot read the prediction log" in str(exc):  # PredictionLogError: unreachable DB
             return True
         exc = exc.__cause__ or exc.__context__
     return False
 
 
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except Exception as exc:
-        return _is_transient(exc)
-    return False
-
-
-_IO_RETRIES: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": _retry_transient,
-}
-# Tasks that hand frames on: in-process only, never hashed for a cache key or persisted.
-_FRAMES: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+_IO_RETRIES = io_retries(_is_transient)
 
 
 # -- I/O tasks ------------------------------------------------------------------------------
@@ -93,7 +63,7 @@ def champion_data_version(mlflow_block: str) -> str:
     return drift.champion_data_version(server.client(), server.registered_model, server.alias)
 
 
-@task(name="load-train-split", **_IO_RETRIES, **_FRAMES)
+@task(name="load-train-split", **_IO_RETRIES, **IN_PROCESS)
 def load_train_split(
     tag: str, storage_block: str, repository_block: str
 ) -> tuple[str, pl.DataFrame]:
@@ -108,7 +78,7 @@ def load_train_split(
     return version.tag, frame
 
 
-@task(name="read-prediction-window", **_IO_RETRIES, **_FRAMES)
+@task(name="read-prediction-window", **_IO_RETRIES, **IN_PROCESS)
 def read_prediction_window(
     start: datetime, end: datetime, database_url_secret: str | None
 ) -> tuple[pl.DataFrame, str]:
@@ -129,7 +99,7 @@ def _database_url(secret_block: str | None) -> str:
     return os.environ.get(DATABASE_URL_ENV) or prediction_log.default_database_url()
 
 
-@task(name="score-reference", **_IO_RETRIES, **_FRAMES)
+@task(name="score-reference", **_IO_RETRIES, **IN_PROCESS)
 def score_reference(reference: pl.DataFrame, mlflow_block: str) -> tuple[pl.Series, str]:
     """The champion's predictions for the reference rows, and which model version made them."""
     import mlflow
@@ -154,7 +124,7 @@ def store_report(report: drift.RenderedReport, storage_block: str) -> drift.Repo
 
 
 # -- pure tasks -------------------------------------------------------------------------------
-@task(name="compare", **_FRAMES)
+@task(name="compare", **IN_PROCESS)
 def compare(
     reference: pl.DataFrame, current: pl.DataFrame, specs: list[drift.ColumnSpec], **kwargs: Any
 ) -> DriftResult:
@@ -162,7 +132,7 @@ def compare(
     return drift.analyse(reference, current, specs, **kwargs)
 
 
-@task(name="render-report", **_FRAMES)
+@task(name="render-report", **IN_PROCESS)
 def render_report(
     reference: pl.DataFrame,
     current: pl.DataFrame,

@@ -26,8 +26,6 @@ from urllib.parse import urlsplit
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NONE as NO_CACHE
-from prefect.tasks import exponential_backoff
 from pydantic import Field
 
 from blocks import DataRepository, ObjectStorage, load_block
@@ -35,25 +33,11 @@ from bridgeai import data_versions, ingestion
 from bridgeai.data_repo import DataRepo, redact_url
 from bridgeai.data_versions import Bump, DataVersion, SplitParams
 from bridgeai.splitting import split_frame
+from flows._tasks import IN_PROCESS, io_retries
 
-
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what may succeed later: connection errors, timeouts, 5xx answers."""
-    try:
-        state.result()
-    except Exception as exc:
-        return bool(getattr(exc, "transient", False))
-    return False
-
-
-_IO_RETRIES: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": _retry_transient,
-}
-# Frames, repositories and blocks are handed on in-process: never hashed or persisted.
-_IN_PROCESS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+# Ingestion's errors say themselves whether they are transient (DataRepoError, StorageError,
+# DownloadError carry ``transient``): a wrong S3 key must fail at once, not after three retries.
+_IO_RETRIES = io_retries(lambda exc: bool(getattr(exc, "transient", False)))
 
 
 @dataclass
@@ -67,7 +51,7 @@ class Prepared:
 
 
 # -- I/O tasks ----------------------------------------------------------------------------------
-@task(name="download-source", **_IO_RETRIES, **_IN_PROCESS)
+@task(name="download-source", **_IO_RETRIES, **IN_PROCESS)
 def download_source(source: str, storage: ObjectStorage, directory: Path) -> Path:
     """Fetch the CSV (http(s) streamed with a timeout, s3:// via the storage block, or a path)."""
     path = ingestion.download(source, directory, storage=storage)
@@ -75,14 +59,14 @@ def download_source(source: str, storage: ObjectStorage, directory: Path) -> Pat
     return path
 
 
-@task(name="check-existing-version", **_IO_RETRIES, **_IN_PROCESS)
+@task(name="check-existing-version", **_IO_RETRIES, **IN_PROCESS)
 def check_existing_version(repo: DataRepo, checksum: str, remote_url: str) -> DataVersion | None:
     """Sync the data repository; return the version that already holds this content, if any."""
     repo.open(sync=True)
     return data_versions.find_version(repo, checksum, remote_url=remote_url)
 
 
-@task(name="stage-version", **_IN_PROCESS)
+@task(name="stage-version", **IN_PROCESS)
 def stage_version(
     repo: DataRepo, storage: ObjectStorage, prepared: Prepared, metadata: dict[str, Any]
 ) -> dict[str, str]:
@@ -90,20 +74,20 @@ def stage_version(
     return repo.stage(prepared.splits, metadata, storage.dvc_remote())
 
 
-@task(name="push-data", **_IO_RETRIES, **_IN_PROCESS)
+@task(name="push-data", **_IO_RETRIES, **IN_PROCESS)
 def push_data(repo: DataRepo, storage: ObjectStorage) -> int:
     """``dvc push`` the splits to the storage's DVC remote (credentials only in memory)."""
     return repo.push_data(data_versions.remote_config(storage))
 
 
-@task(name="commit-version", **_IO_RETRIES, **_IN_PROCESS)
+@task(name="commit-version", **_IO_RETRIES, **IN_PROCESS)
 def commit_version(repo: DataRepo, tag: str, message: str) -> str:
     """Commit the pointers, tag the version, move data-latest/data-previous, push (atomic)."""
     return repo.commit_version(tag, message)
 
 
 # -- pure tasks ---------------------------------------------------------------------------------
-@task(name="validate-source", **_IN_PROCESS)
+@task(name="validate-source", **IN_PROCESS)
 def validate_source(path: Path, source: str) -> pl.DataFrame:
     """Check every schema rule at once; on failure publish the problems and raise."""
     try:
@@ -115,7 +99,7 @@ def validate_source(path: Path, source: str) -> pl.DataFrame:
         raise
 
 
-@task(name="clean-and-split", **_IN_PROCESS)
+@task(name="clean-and-split", **IN_PROCESS)
 def clean_and_split(frame: pl.DataFrame, params: SplitParams) -> Prepared:
     """Drop duplicates and rows with no price, split train/val/test, checksum the content."""
     cleaned = ingestion.clean(frame)

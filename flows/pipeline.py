@@ -20,6 +20,7 @@ from bridgeai.data_versions import DataVersion
 from bridgeai.drift import DriftResult
 from bridgeai.image import ImageRef
 from bridgeai.smoke import SmokeResult
+from flows._tasks import io_retries
 from flows.build_image import build_model_image
 from flows.deploy import DeployResult, deploy_model
 from flows.drift import drift_monitoring
@@ -93,7 +94,7 @@ def docker_engine() -> str | None:
     return None
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **io_retries())
 def previous_data_version(tag: str, repository_block: str) -> str | None:
     """The version tagged just before ``tag``, or None for the first one."""
     from blocks import DataRepository, load_block

@@ -17,7 +17,7 @@ The work is done by :mod:`bridgeai.training`, :mod:`bridgeai.evaluation`,
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import polars as pl
 from prefect import flow, get_run_logger, task
@@ -26,9 +26,7 @@ from prefect.artifacts import (
     create_markdown_artifact,
     create_table_artifact,
 )
-from prefect.cache_policies import NONE as NO_CACHE
 from prefect.runtime import flow_run
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
 from blocks import DataRepository, MLflowServer, ObjectStorage, load_block
@@ -38,58 +36,9 @@ from bridgeai.evaluation import Metrics
 from bridgeai.registry import GateDecision, PromotionPolicy
 from bridgeai.tracking import Lineage, RunRecord, log_training_run, project_git_sha
 from bridgeai.training import TrainedModel, TrainingParams
+from flows._tasks import IN_PROCESS, io_retries
 
-#: Exception class names that mean "try again later" wherever they come from (urllib3,
-#: requests, botocore, MLflow's REST client); checked along the cause chain.
-_TRANSIENT_NAMES = frozenset(
-    {
-        "ConnectionError",
-        "ConnectTimeout",
-        "ConnectTimeoutError",
-        "EndpointConnectionError",
-        "MaxRetryError",
-        "NewConnectionError",
-        "ProtocolError",
-        "ReadTimeout",
-        "ReadTimeoutError",
-        "RemoteDisconnected",
-        "Timeout",
-    }
-)
-
-
-def _is_transient(exc: BaseException | None) -> bool:
-    seen = 0
-    while exc is not None and seen < 10:
-        if getattr(exc, "transient", False) or isinstance(exc, ConnectionError | TimeoutError):
-            return True
-        if type(exc).__name__ in _TRANSIENT_NAMES:
-            return True
-        code = getattr(exc, "get_http_status_code", None)
-        if callable(code) and code() in (429, 502, 503, 504):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
-
-
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what may succeed later: connection errors, timeouts, 429/5xx answers."""
-    try:
-        state.result()
-    except Exception as exc:
-        return _is_transient(exc)
-    return False
-
-
-_IO_RETRIES: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": _retry_transient,
-}
-# Frames, models and clients are handed on in-process: never hashed or persisted.
-_IN_PROCESS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+_IO_RETRIES = io_retries()
 
 
 class TrainResult(BaseModel):
@@ -106,7 +55,7 @@ class TrainResult(BaseModel):
 
 
 # -- I/O tasks ----------------------------------------------------------------------------------
-@task(name="load-data-version", **_IO_RETRIES, **_IN_PROCESS)
+@task(name="load-data-version", **_IO_RETRIES, **IN_PROCESS)
 def load_data_version(
     data_version: str, storage: ObjectStorage, repository: DataRepository
 ) -> tuple[DataVersion, dict[str, pl.DataFrame]]:
@@ -122,7 +71,7 @@ def load_data_version(
     return version, frames
 
 
-@task(name="log-mlflow-run", **_IO_RETRIES, **_IN_PROCESS)
+@task(name="log-mlflow-run", **_IO_RETRIES, **IN_PROCESS)
 def log_mlflow_run(
     server: MLflowServer,
     trained: TrainedModel,
@@ -149,7 +98,7 @@ def log_mlflow_run(
     return experiment_id, record
 
 
-@task(name="register-and-gate", **_IO_RETRIES, **_IN_PROCESS)
+@task(name="register-and-gate", **_IO_RETRIES, **IN_PROCESS)
 def register_and_gate(
     server: MLflowServer,
     record: RunRecord,
@@ -184,7 +133,7 @@ def register_and_gate(
 
 
 # -- pure tasks ---------------------------------------------------------------------------------
-@task(name="fit-model", **_IN_PROCESS)
+@task(name="fit-model", **IN_PROCESS)
 def fit_model(
     frames: dict[str, pl.DataFrame],
     params: TrainingParams,
@@ -211,7 +160,7 @@ def fit_model(
     return trained, table
 
 
-@task(name="evaluate-on-test", **_IN_PROCESS)
+@task(name="evaluate-on-test", **IN_PROCESS)
 def evaluate_on_test(
     trained: TrainedModel, frames: dict[str, pl.DataFrame]
 ) -> tuple[Metrics, Metrics]:

@@ -18,7 +18,6 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-import flows.train as train_flow
 from blocks import DataRepository, MLflowServer, ObjectStorage
 from bridgeai import schema
 from bridgeai.data_versions import describe
@@ -221,29 +220,3 @@ def test_a_better_version_takes_champion_on_a_real_mlflow_server(
 
 def s3_storage_files(server: MLflowProcess) -> list[str]:
     return server.storage.filesystem().find(f"{server.storage.mlflow_bucket}/")
-
-
-# -- which errors are retried -------------------------------------------------------------------
-def test_only_transient_errors_are_retried() -> None:
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
-
-    def chained(outer: Exception, inner: BaseException) -> Exception:
-        outer.__cause__ = inner
-        return outer
-
-    assert train_flow._is_transient(ConnectionRefusedError("refused"))
-    assert train_flow._is_transient(chained(RuntimeError("upload failed"), TimeoutError()))
-    assert train_flow._is_transient(DataRepoError("S3 is down", transient=True))
-    assert train_flow._is_transient(MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE))
-    try:  # how MLflow's REST client reports a server that is down
-        try:
-            raise ConnectionResetError("reset by peer")
-        except ConnectionResetError:
-            raise MlflowException("API request to http://mlflow failed with exception")  # noqa: B904
-    except MlflowException as exc:
-        down = exc
-    assert train_flow._is_transient(down)
-    assert not train_flow._is_transient(DataRepoError("no data version 'x'"))
-    assert not train_flow._is_transient(ValueError("the test split is empty"))
-    assert not train_flow._is_transient(MlflowException("bad", error_code=INVALID_PARAMETER_VALUE))
