@@ -325,7 +325,9 @@ def _publish(
     elif decision.champion_score is None:
         champion = f"v{decision.champion_version}: could not be scored"
     else:
-        champion = f"v{decision.champion_version}: {decision.champion_score:.6g}"
+        champion = (
+            f"v{decision.champion_version}: {registry.format_metric(decision.champion_score)}"
+        )
     outcome = f"**promoted** to `{decision.alias}`" if decision.promoted else "`challenger`"
     create_markdown_artifact(
         key="model-promotion",
@@ -337,7 +339,7 @@ def _publish(
                 "",
                 f"| | test {decision.metric} |",
                 "|---|---|",
-                f"| new version v{decision.version} | {decision.score:.6g} |",
+                f"| new version v{decision.version} | {registry.format_metric(decision.score)} |",
                 f"| champion before this run | {champion} |",
                 "",
                 f"Data: `{version.tag}` (commit `{version.commit[:12]}`), MLflow run "

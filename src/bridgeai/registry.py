@@ -149,12 +149,13 @@ def decide(
         if champion_version is None:
             return (
                 True,
-                f"no champion yet: the first version becomes champion ({metric} {_shown(score)})",
+                "no champion yet: the first version becomes champion "
+                f"({metric} {format_metric(score)})",
             )
         return (
             True,
             f"champion v{champion_version} could not be scored; replaced "
-            f"({metric} {_shown(score)})",
+            f"({metric} {format_metric(score)})",
         )
     old = getattr(champion, metric)
     wanted = (
@@ -164,17 +165,17 @@ def decide(
     )
     if is_better(metric, score, old, policy.min_improvement):
         return True, (
-            f"test {metric} {_shown(score)} beats champion v{champion_version}'s "
-            f"{_shown(old)} on the same test split ({wanted} required)"
+            f"test {metric} {format_metric(score)} beats champion v{champion_version}'s "
+            f"{format_metric(old)} on the same test split ({wanted} required)"
         )
     return False, (
-        f"test {metric} {_shown(score)} is not {wanted} than champion v{champion_version}'s "
-        f"{_shown(old)} on the same test split"
+        f"test {metric} {format_metric(score)} is not {wanted} than champion v{champion_version}'s "
+        f"{format_metric(old)} on the same test split"
     )
 
 
-def _shown(value: float) -> str:
-    # Prices read best as whole numbers with separators; ratios (r2, mape) with 4 digits.
+def format_metric(value: float) -> str:
+    """A metric as people read it: prices as 1,316,761, ratios (r2, mape) with 4 digits."""
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 

@@ -22,6 +22,7 @@ from blocks import DataRepository, MLflowServer, ObjectStorage
 from bridgeai import schema
 from bridgeai.data_versions import describe
 from bridgeai.dvc_store import DataRepoError
+from bridgeai.registry import format_metric
 from bridgeai.synthetic import housing_frame
 from bridgeai.training import TrainingParams
 from flows.ingest import data_ingestion
@@ -145,8 +146,8 @@ def test_embedded_training_on_the_originals_data(tmp_path: Path, shared_data: Pa
     assert {row["metric"]: row["model"] for row in table} == second.metrics
     assert {row["metric"]: row["median_baseline"] for row in table} == second.baseline_metrics
     decision = artifacts["model-promotion"].data
-    assert "`challenger`" in decision and f"{second.metrics['rmse']:.6g}" in decision
-    assert f"v1: {first.metrics['rmse']:.6g}" in decision
+    assert "`challenger`" in decision and format_metric(second.metrics["rmse"]) in decision
+    assert f"v1: {format_metric(first.metrics['rmse'])}" in decision
 
     rows = pd.read_csv(shared_data / "HousingData.csv").head(20)
     _assert_champion_pyfunc(rows)
@@ -193,7 +194,7 @@ def test_a_better_version_takes_champion_on_a_real_mlflow_server(
     )
     assert better.promoted and better.model_version == "2"
     assert better.metrics["rmse"] < weak.metrics["rmse"]
-    assert f"beats champion v1's {weak.metrics['rmse']:.6g}" in better.reason
+    assert f"beats champion v1's {format_metric(weak.metrics['rmse'])}" in better.reason
 
     client = MLflowServer.load(names["mlflow_block"]).client()
     assert str(client.get_model_version_by_alias(model_name, "champion").version) == "2"
