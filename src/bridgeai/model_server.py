@@ -35,6 +35,7 @@ from bridgeai import v2
 from bridgeai.json_logs import ACCESS_LOGGER, AccessLog, configure_logging
 from bridgeai.model_source import ModelSourceError
 from bridgeai.served_model import ServedModel, load_served_model
+from bridgeai.serving import tune_gc
 
 logger = logging.getLogger("bridgeai.model_server")
 
@@ -381,8 +382,10 @@ def main(
         "serving",
         extra={"fields": {"host": host, "port": port, "pid": os.getpid()}},
     )
+    app = create_app(settings, served)
+    tune_gc()  # the latency tail under load is the garbage collector's full passes
     uvicorn.run(
-        create_app(settings, served),
+        app,
         host=host,
         port=port,
         workers=1,

@@ -61,10 +61,13 @@ def main(
         raise SystemExit(2) from None
     import uvicorn
 
+    from bridgeai.serving import tune_gc
+
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    tune_gc()  # the latency tail under load is the garbage collector's full passes
     uvicorn.run(
         app,
         host=host,
