@@ -107,7 +107,7 @@ def test_every_deployment_registers_and_the_pipeline_runs_on_the_local_worker(
         champion = MlflowClient(user["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(
             "house_price_prediction_prod", "champion"
         )
-        assert champion.version == "1"
+        assert str(champion.version) == "1"
         assert champion.tags["data_version"] == "data-v1.0.0"
         import boto3
 
