@@ -201,7 +201,7 @@ docker_down() {
     _dk_stop_pid "$dir/registry/registry.pid" docker-registry
     _dk_stop_pid "$dir/dockerd.pid" dockerd
     # dockerd leaves its network namespace mounted (no bridge); nothing else is left mounted.
-    umount "$dir/exec/netns/default" 2>/dev/null
+    umount "$dir/exec/netns/default" 2>/dev/null || true
     rm -f "$dir/registry/credentials" "$dir/env"
     _dk_log "stopped"
 }
@@ -209,8 +209,13 @@ docker_down() {
 docker_purge() {
     docker_down
     # Unmount anything overlay2 left mounted before deleting its folders.
-    grep -o " $BRIDGEAI_DOCKER_DIR/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$BRIDGEAI_DOCKER_DIR"
+    # (grep finds nothing when nothing is left mounted: that is success, not an error.)
+    { grep -o " $BRIDGEAI_DOCKER_DIR/[^ ]*" /proc/mounts || true; } | sort -r |
+        xargs -r -n1 umount -l 2>/dev/null || true
+    if ! rm -rf "$BRIDGEAI_DOCKER_DIR"; then
+        _dk_log "could not delete everything under $BRIDGEAI_DOCKER_DIR"
+        return 1
+    fi
 }
 
 docker_status() {
