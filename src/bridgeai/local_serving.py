@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bridgeai import procs
 from bridgeai.paths import home_dir
@@ -30,20 +30,29 @@ STATE_FILE = "model-server.json"
 
 
 @dataclass
-class LocalServer:
-    """A running local model server, as recorded in the state file."""
+class _Recorded:
+    """A child process recorded in a state file under ``$BRIDGEAI_HOME/serving``."""
 
     pid: int
     host: str
     port: int
-    model_uri: str
-    model_version: str | None
     log_file: str
     started_at: float
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def alive(self) -> bool:
+        return procs.pid_alive(self.pid)
+
+
+@dataclass
+class LocalServer(_Recorded):
+    """A running local model server, as recorded in the state file."""
+
+    model_uri: str = ""
+    model_version: str | None = None
 
     @property
     def infer_url(self) -> str:
@@ -54,8 +63,8 @@ class LocalServer:
     def ready_url(self) -> str:
         return f"{self.base_url}/v2/health/ready"
 
-    def alive(self) -> bool:
-        return procs.pid_alive(self.pid)
+
+R = TypeVar("R", bound=_Recorded)
 
 
 def state_dir() -> Path:
@@ -63,24 +72,30 @@ def state_dir() -> Path:
     return home_dir("serving")
 
 
-def _state_path() -> Path:
-    return state_dir() / STATE_FILE
+def _read(cls: type[R], name: str) -> R | None:
+    """The process recorded in ``name`` if it is still alive, else None."""
+    try:
+        recorded = cls(**json.loads((state_dir() / name).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return recorded if recorded.alive() else None
+
+
+def _write(recorded: _Recorded, name: str) -> None:
+    path = state_dir() / name
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(recorded), indent=2))
+    tmp.replace(path)
+
+
+def _forget(name: str) -> None:
+    with contextlib.suppress(OSError):
+        (state_dir() / name).unlink()
 
 
 def current() -> LocalServer | None:
     """The recorded server if its process is alive, else None."""
-    try:
-        server = LocalServer(**json.loads(_state_path().read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    return server if server.alive() else None
-
-
-def _save(server: LocalServer) -> None:
-    path = _state_path()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(server), indent=2))
-    tmp.replace(path)
+    return _read(LocalServer, STATE_FILE)
 
 
 def _bridgeai(*args: str) -> list[str]:
@@ -162,7 +177,7 @@ def start(
         procs.stop_process(process.pid)
         kept = f"; the previous server ({previous.model_uri}) keeps serving" if previous else ""
         raise procs.ServiceStartError(f"{exc}{kept}") from None
-    _save(server)
+    _write(server, STATE_FILE)
     if previous is not None:
         procs.stop_process(previous.pid)
     return server
@@ -172,8 +187,7 @@ def stop() -> bool:
     """Stop the recorded server; True if one was running."""
     server = current()
     stopped = procs.stop_process(server.pid) if server else False
-    with contextlib.suppress(OSError):
-        _state_path().unlink()
+    _forget(STATE_FILE)
     return stopped
 
 
@@ -195,40 +209,20 @@ SERVICE_STATE_FILE = "prediction-service.json"
 
 
 @dataclass
-class LocalService:
+class LocalService(_Recorded):
     """A running local prediction service (``bridgeai serve``), as recorded in its state file."""
 
-    pid: int
-    host: str
-    port: int
-    model_url: str
-    log_file: str
-    started_at: float
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    model_url: str = ""
 
     @property
     def ready_url(self) -> str:
         """``/ready``: the prediction log's database and the model server both answer."""
         return f"{self.base_url}/ready"
 
-    def alive(self) -> bool:
-        return procs.pid_alive(self.pid)
-
-
-def _service_state_path() -> Path:
-    return state_dir() / SERVICE_STATE_FILE
-
 
 def current_service() -> LocalService | None:
     """The recorded prediction service if its process is alive, else None."""
-    try:
-        service = LocalService(**json.loads(_service_state_path().read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    return service if service.alive() else None
+    return _read(LocalService, SERVICE_STATE_FILE)
 
 
 def start_service(
@@ -284,10 +278,7 @@ def start_service(
     except procs.ServiceStartError:
         procs.stop_process(process.pid)
         raise
-    path = _service_state_path()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(service), indent=2))
-    tmp.replace(path)
+    _write(service, SERVICE_STATE_FILE)
     return service
 
 
@@ -295,6 +286,5 @@ def stop_service() -> bool:
     """Stop the recorded prediction service (it flushes its log on SIGTERM); True if one ran."""
     service = current_service()
     stopped = procs.stop_process(service.pid, timeout=30) if service else False
-    with contextlib.suppress(OSError):
-        _service_state_path().unlink()
+    _forget(SERVICE_STATE_FILE)
     return stopped
