@@ -354,9 +354,15 @@ def _numeric_column(name: str, datatype: str, data: list[Any]) -> list[Any] | np
     except (ValueError, TypeError, OverflowError):
         array = np.array([], dtype=object)  # ragged or odd input: reported below
     # numpy infers int64 for whole numbers and float64 once any value has a decimal point;
-    # anything else (text, null, booleans, nested lists) lands in another kind.
+    # text, null and nested lists land in another kind. Booleans mixed with numbers do not
+    # (numpy reads true as 1), so they are looked for separately.
     allowed = "iu" if integer else "iuf"
-    if array.dtype.kind not in allowed or array.ndim != 1 or len(array) != len(data):
+    if (
+        array.dtype.kind not in allowed
+        or array.ndim != 1
+        or len(array) != len(data)
+        or bool in set(map(type, data))
+    ):
         raise _not_numbers(name, datatype, integer, _first_offender(data, integer))
     return array.astype(np.float64, copy=False)
 

@@ -198,6 +198,25 @@ def test_large_batch_in_every_accepted_encoding_matches_the_model(
     np.testing.assert_allclose(prices, _expected(model, houses), rtol=1e-12)
 
 
+def test_a_large_request_in_the_original_clients_form_matches_the_model(
+    http: httpx.Client, model: HousePriceModel
+) -> None:
+    houses = _houses(5_000, seed=23)
+    for i, house in enumerate(houses):  # any case, as clients send them
+        house["mainroad"] = house["mainroad"].upper() if i % 2 else house["mainroad"]
+        house["furnishingstatus"] = house["furnishingstatus"].title() if i % 3 else "UNFURNISHED"
+    response = _infer(http, v2.build_request(houses))
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(
+        v2.prices_from(response.json()), _expected(model, houses), rtol=1e-12
+    )
+    # A bad value deep in a large request gets the same 400 as in a small one.
+    houses[4_321]["furnishingstatus"] = "palace"
+    response = _infer(http, v2.build_request(houses))
+    assert response.status_code == 400
+    assert "furnishingstatus: 'palace' is not one of" in response.json()["error"]
+
+
 def _request_with(input_name: str, **changes: Any) -> dict[str, Any]:
     body = v2.build_request(_houses(2))
     for tensor in body["inputs"]:

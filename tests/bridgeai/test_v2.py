@@ -70,3 +70,13 @@ def test_encode_response_is_a_valid_v2_document() -> None:
 def test_prices_from_a_response_without_price_says_so() -> None:
     with pytest.raises(v2.ProtocolError, match="no 'price' output"):
         v2.prices_from({"outputs": [{"name": "other", "data": [1]}]})
+
+
+@pytest.mark.parametrize("rows", [3, 300])
+def test_booleans_are_not_numbers_among_few_or_many_values(rows: int) -> None:
+    # numpy reads [1, ..., true] as int64 with true as 1: the check must not rely on the dtype.
+    request = v2.build_request([schema.EXAMPLE_HOUSE] * rows)
+    request["inputs"][0]["data"][rows // 2] = True  # area, FP32
+    decoded = v2.decode_request(orjson.dumps(request))
+    with pytest.raises(v2.ProtocolError, match="'area': FP32 data must be numbers; got True"):
+        decoded.rows_between()
