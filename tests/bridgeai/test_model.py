@@ -74,6 +74,10 @@ def test_pyfunc_predicts_like_the_model_on_raw_rows(model: HousePriceModel) -> N
     experiment_id = server.ensure_experiment()
     with mlflow.start_run(experiment_id=experiment_id):
         info = log_model(model)
+    # Logged from code, not pickled: loading it never unpickles anything.
+    files = {p.name for p in Path(mlflow.artifacts.download_artifacts(info.model_uri)).iterdir()}
+    assert "pyfunc_code.py" in files
+    assert not any(name.endswith(".pkl") for name in files), files
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     frame = pd.DataFrame([{**schema.EXAMPLE_HOUSE, "area": 1200.0}] * 3)
     frame.loc[1, "mainroad"] = "YES"
