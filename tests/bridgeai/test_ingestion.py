@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +12,7 @@ import pytest
 from bridgeai import ingestion, schema
 from bridgeai.ingestion import DownloadError, ValidationError
 from bridgeai.synthetic import housing_frame
-from tests.support.http import serve_directory
+from tests.support.http import serve, serve_directory
 from tests.support.ingest import write_csv
 
 
@@ -88,14 +87,9 @@ class _Status(BaseHTTPRequestHandler):
 @pytest.fixture
 def status_server() -> Iterator[type[_Status]]:
     handler = type("H", (_Status,), {"hits": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    try:
+    with serve(handler) as url:
+        handler.url = url  # type: ignore[attr-defined]
         yield handler
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize(("status", "transient"), [(404, False), (403, False), (503, True)])

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from blocks import DataRepository, ObjectStorage
 from bridgeai.data_versions import describe, list_data_versions, load_split
 from bridgeai.synthetic import housing_frame
 from flows.ingest import data_ingestion
+from tests.support.http import serve_directory
 from tests.support.ingest import (  # noqa: F401
     bare_remote,
     commit_count,
@@ -293,14 +293,9 @@ def flaky_server(tmp_path: Path) -> Iterator[type[_Flaky]]:
     directory = tmp_path / "www"
     write_csv(directory / "houses.csv", housing_frame(60, seed=71))
     handler = type("H", (_Flaky,), {"hits": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(directory)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}/houses.csv"  # type: ignore[attr-defined]
-    try:
+    with serve_directory(directory, handler) as url:
+        handler.url = f"{url}/houses.csv"  # type: ignore[attr-defined]
         yield handler
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_download_retries_5xx_but_not_404(

@@ -35,15 +35,6 @@ pytestmark = [
 ]
 
 NAME = "house_price_prediction_prod"
-LINEAGE = (
-    "data_version",
-    "data_commit",
-    "dvc_md5_train",
-    "dvc_md5_val",
-    "dvc_md5_test",
-    "git_sha",
-    "prefect_flow_run_id",
-)
 
 
 def _name(prefix: str) -> str:

@@ -1,12 +1,12 @@
-"""A static HTTP file server on loopback, to test download paths without the internet."""
+"""HTTP servers on loopback, to test download paths without the internet."""
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
@@ -16,9 +16,8 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` on 127.0.0.1 and yield its base URL (no trailing slash)."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+def serve(handler: Callable[..., BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 from a thread and yield the base URL (no trailing slash)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -27,3 +26,13 @@ def serve_directory(directory: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve_directory(
+    directory: Path, handler: type[SimpleHTTPRequestHandler] | None = None
+) -> Iterator[str]:
+    """Serve ``directory`` (with a quiet ``SimpleHTTPRequestHandler`` unless ``handler`` is
+    given) on 127.0.0.1 and yield its base URL (no trailing slash)."""
+    with serve(functools.partial(handler or _QuietHandler, directory=str(directory))) as url:
+        yield url

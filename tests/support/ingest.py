@@ -10,11 +10,10 @@ import base64
 import os
 import secrets
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from bridgeai.data_repo import DataRepo
 from bridgeai.data_versions import DataVersion, SplitParams
 from bridgeai.splitting import split_frame
 from bridgeai.synthetic import housing_frame
-from tests.support.http import serve_directory
+from tests.support.http import serve, serve_directory
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -238,15 +237,8 @@ def git_http_server(tmp_path: Path) -> Iterator[GitHTTPServer]:
         (_GitCGIHandler,),
         {"root": root, "credentials": f"{username}:{token}", "requests": requests},
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        port = server.server_address[1]
-        yield GitHTTPServer(f"http://127.0.0.1:{port}/data.git", username, token, requests)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(handler) as url:
+        yield GitHTTPServer(f"{url}/data.git", username, token, requests)
 
 
 # -- an S3 server a test may stop -----------------------------------------------------------------
