@@ -9,7 +9,7 @@ Prefect's log lines.
     uv run python bench/bench_demo.py [--source PATH_OR_URL]
 
 Data: ``--source``, else ``../shared/data/HousingData.csv`` when present, else a synthetic
-housing-shaped CSV (``bridgeai.synthetic``) of the same size.
+housing-shaped CSV (``bridgeai.testing.synthetic``) of the same size.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _source(given: str | None, work: Path) -> str:
     if shared.is_file():
         return str(shared)
     sys.path.insert(0, str(ROOT / "src"))
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.testing.synthetic import housing_frame
 
     path = work / "housing.csv"
     housing_frame(545, seed=42).write_csv(path)

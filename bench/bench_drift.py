@@ -10,12 +10,13 @@ Two scenarios, because Evidently picks its tests by the reference's size:
   chi-square and Z tests.
 * ``large-ref``: a 100,000-row reference -> Wasserstein and Jensen-Shannon distances.
 
-The current window is synthetic (``bridgeai.synthetic``) with a 5 % area shift. Each side runs in
-its own fresh Python process, which reads the same Parquet files, so start-up, ``import
+The current window is synthetic (``bridgeai.testing.synthetic``) with a 5 % area shift. Each
+side runs in its own fresh Python process, which reads the same Parquet files, so start-up, ``import
 evidently`` and loading count on both sides, and peak memory is that process's ``ru_maxrss``.
 "BridgeAI" is what the flow does between loading and uploading: every-row statistics
-(:func:`bridgeai.drift.analyse`) plus the Evidently HTML from a 20,000-row sample
-(:func:`bridgeai.drift.render_report`). "Evidently" is ``Report.run`` + the HTML on all rows.
+(:func:`bridgeai.drift.analysis.analyse`) plus the Evidently HTML from a 20,000-row sample
+(:func:`bridgeai.drift.analysis.render_report`). "Evidently" is ``Report.run`` + the HTML on
+all rows.
 
     uv run python bench/bench_drift.py [--rows 1000000] [--scenarios small-ref,large-ref]
 """
@@ -49,7 +50,7 @@ def worker(side: str, reference_path: str, current_path: str, out: str) -> None:
     started = time.perf_counter()
     import polars as pl
 
-    from bridgeai import drift
+    from bridgeai.drift import analysis as drift
 
     reference = pl.read_parquet(reference_path)
     current = pl.read_parquet(current_path)
@@ -100,7 +101,7 @@ def _run_worker(side: str, reference: Path, current: Path, tmp: Path) -> dict:
 
 # -- the comparison ---------------------------------------------------------------------------
 def scenario(name: str, reference_rows: int, rows: int, tmp: Path) -> tuple[list, list]:
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.testing.synthetic import housing_frame
 
     reference, current = tmp / f"{name}-reference.parquet", tmp / f"{name}-current.parquet"
     housing_frame(reference_rows, seed=1).write_parquet(reference)

@@ -8,7 +8,7 @@ Side by side in one run:
 
 * ``dvc add`` + ``dvc push`` of the three splits with the ``dvc`` CLI (one process per command,
   credentials in the environment: how the original did it) vs DVC's Python API in-process
-  (:mod:`bridgeai.dvc_store`, what the flow uses), to a local remote and to S3 (SeaweedFS).
+  (:mod:`bridgeai.data.dvc_store`, what the flow uses), to a local remote and to S3 (SeaweedFS).
 * The ``data-ingestion`` flow end to end (download, validate, clean, split, add, push, commit,
   tag) under a temporary Prefect API: the first run in the process (cold imports of DVC and
   scikit-learn) and a warm run, embedded and with S3 + a bare git remote.
@@ -44,7 +44,7 @@ def _datasets(folder: Path) -> tuple[list[Path], str]:
     names = ["HousingData-old.csv", "HousingData-new.csv", "HousingData.csv"]
     if all((SHARED / n).is_file() for n in names):
         return [SHARED / n for n in names], "the original's CSVs (../shared/data)"
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.testing.synthetic import housing_frame
 
     paths = []
     for i, rows in enumerate((408, 409, 545)):
@@ -55,14 +55,14 @@ def _datasets(folder: Path) -> tuple[list[Path], str]:
 
 
 def _splits(seed: int) -> dict[str, Any]:
-    from bridgeai.splitting import split_frame
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.data.split import split_frame
+    from bridgeai.testing.synthetic import housing_frame
 
     return split_frame(housing_frame(545, seed=seed))
 
 
 def _dvc_repo(folder: Path) -> Path:
-    from bridgeai import dvc_store
+    from bridgeai.data import dvc_store
 
     subprocess.run(["git", "init", "--quiet", str(folder)], check=True)
     dvc_store.init(folder)
@@ -95,7 +95,8 @@ def _dvc_cli(repo: Path, seed: int, storage: Any) -> float:
 
 
 def _dvc_api(repo: Path, seed: int, storage: Any) -> float:
-    from bridgeai import data_versions, dvc_store
+    from bridgeai.data import dvc_store
+    from bridgeai.data import versions as data_versions
 
     paths = []
     for name, frame in _splits(seed).items():
@@ -113,7 +114,8 @@ def main() -> int:
     os.environ["BRIDGEAI_HOME"] = str(work / "home")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from bridgeai import procs, seaweed
+    from bridgeai import procs
+    from bridgeai.ops import seaweed
 
     config = seaweed.SeaweedConfig(
         data_dir=work / "weed",
@@ -194,7 +196,7 @@ def main() -> int:
             record("flow, S3, identical content (no new version)", time.perf_counter() - began)
 
             # -- reads from nothing local ------------------------------------------------------
-            from bridgeai.data_versions import load_split
+            from bridgeai.data.versions import load_split
 
             repo_dir = work / "repo-embedded"
             shutil.rmtree(repo_dir / ".dvc" / "cache")

@@ -46,7 +46,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-from bridgeai import procs, schema, v2  # noqa: E402
+from bridgeai import procs, schema  # noqa: E402
+from bridgeai.serving import codec as v2  # noqa: E402
 
 MODEL_NAME = "house_price_prediction_prod"
 TARGET_RPS = 2000.0
@@ -75,8 +76,8 @@ def train_model() -> Any:
     """LightGBM's defaults (100 trees, 31 leaves) on 5,000 synthetic houses, one thread."""
     import lightgbm
 
-    from bridgeai.model import HousePriceModel
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.model.house_price import HousePriceModel
+    from bridgeai.testing.synthetic import housing_frame
 
     frame = housing_frame(5000, seed=1)
     medians = {c: float(frame[c].median()) for c in schema.NUMERIC}  # type: ignore[arg-type]
@@ -93,7 +94,7 @@ def register(model: Any, root: Path) -> tuple[str, str]:
     import mlflow
     from mlflow import MlflowClient
 
-    from bridgeai.mlflow_model import log_model
+    from bridgeai.model.pyfunc import log_model
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -186,7 +187,7 @@ def main() -> int:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
 
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.testing.synthetic import housing_frame
 
     work = Path(tempfile.mkdtemp(prefix="bench-model-server-"))
     print("training the benchmark model (100 trees, 31 leaves)...", flush=True)

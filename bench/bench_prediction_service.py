@@ -235,7 +235,7 @@ def main() -> int:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
 
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.testing.synthetic import housing_frame
     from tests.support.models import tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-service-"))

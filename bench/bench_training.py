@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 def _data(folder: Path) -> tuple[Path, str]:
     if (SHARED / "HousingData.csv").is_file():
         return SHARED / "HousingData.csv", "the original's HousingData.csv (../shared/data)"
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.testing.synthetic import housing_frame
 
     path = folder / "synthetic.csv"
     housing_frame(545, seed=42).write_csv(path)
@@ -56,8 +56,10 @@ def _quality(frames: dict[str, Any]) -> list[tuple[str, float, float | None, flo
     import numpy as np
     from sklearn.linear_model import LinearRegression
 
-    from bridgeai import evaluation, schema, training
-    from bridgeai.model import HousePriceModel
+    from bridgeai import schema
+    from bridgeai.model.house_price import HousePriceModel
+    from bridgeai.training import evaluation
+    from bridgeai.training import fit as training
 
     y = {k: training.target(v) for k, v in frames.items()}
     encoder = HousePriceModel(None, training.fit_medians(frames["train"]))
@@ -119,8 +121,9 @@ def _timed(fn: Any, repeat: int = 1) -> tuple[float, Any]:
 def _library_times(frames: dict[str, Any], home: Path) -> dict[str, float]:
     """Fit, search, and MLflow logging/registration against a fresh embedded store."""
     from blocks import MLflowServer
-    from bridgeai import evaluation, registry, tracking, training
-    from bridgeai.data_versions import DataVersion
+    from bridgeai.data.versions import DataVersion
+    from bridgeai.training import evaluation, registry, tracking
+    from bridgeai.training import fit as training
 
     out: dict[str, float] = {}
     out["fit"], trained = _timed(lambda: training.train_model(frames), repeat=5)
@@ -205,7 +208,7 @@ def main() -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from bridgeai.splitting import split_frame
+    from bridgeai.data.split import split_frame
 
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:

@@ -52,8 +52,8 @@ class DataRepository(Block):
     )
 
     def repository(self) -> Any:
-        """The ``bridgeai.data_repo.DataRepo`` client for this repository (not yet opened)."""
-        from bridgeai.data_repo import DataRepo, Identity
+        """The ``bridgeai.data.repository.DataRepo`` client for this repository (not yet opened)."""
+        from bridgeai.data.repository import DataRepo, Identity
 
         auth = None
         if self.token is not None:

@@ -75,7 +75,7 @@ class MLflowServer(Block):
         import mlflow
         from mlflow import MlflowClient
 
-        from bridgeai.mlflow_store import prepare_sqlite_store
+        from bridgeai.model.mlflow_store import prepare_sqlite_store
 
         os.environ.update(self.env())
         uri = self.resolved_tracking_uri()

@@ -8,7 +8,7 @@ The original's third stage (``create_model_image_to_deploy_dag``). Here:
 3. the Docker SDK builds it with no network and tags
    ``<registry>/<namespace>/bridgeai-mlops:<model version>`` and ``:latest``;
 4. both tags are pushed with the ``ContainerRegistry`` block's credentials, and the flow returns
-   an :class:`~bridgeai.image.ImageRef` carrying the pushed digest, which deployments pin.
+   an :class:`~bridgeai.deploy.image.ImageRef` carrying the pushed digest, which deployments pin.
 
 The Docker engine is the one ``DOCKER_HOST`` names (default ``/var/run/docker.sock``).
 """
@@ -25,15 +25,15 @@ from prefect.states import Failed
 from pydantic import Field
 
 from blocks import ContainerRegistry, MLflowServer, load_block
-from bridgeai import image
-from bridgeai.image import DEFAULT_BASE_IMAGE, IMAGE_NAME, ImageRef
-from bridgeai.model_source import ModelInfo
+from bridgeai.deploy import image
+from bridgeai.deploy.image import DEFAULT_BASE_IMAGE, IMAGE_NAME, ImageRef
+from bridgeai.model.source import ModelInfo
 from flows._tasks import io_retries
 
 
 def _transient(exc: BaseException) -> bool:
     """Connection blips and registry 5xx retry; bad credentials or a missing model do not."""
-    from bridgeai.model_source import ModelSourceError
+    from bridgeai.model.source import ModelSourceError
 
     text = str(exc).lower()
     if isinstance(exc, image.ImagePushError):
@@ -49,7 +49,7 @@ _IO_RETRIES = io_retries(_transient)
 @task(**_IO_RETRIES)
 def fetch_model(model_uri: str, mlflow_block: str, dest: str) -> ModelInfo:
     """Resolve the model URI to a registry version and download its directory into ``dest``."""
-    from bridgeai import model_source
+    from bridgeai.model import source as model_source
 
     load_block(MLflowServer, mlflow_block).client()  # points MLflow at the block's server
     _, info = model_source.fetch(model_uri, Path(dest))

@@ -44,7 +44,7 @@ class DeployResult(BaseModel):
 
 def _transient(exc: BaseException) -> bool:
     """Network blips and server-side errors retry; everything a user can fix does not."""
-    from bridgeai.registry_digest import DigestLookupError
+    from bridgeai.deploy.digests import DigestLookupError
 
     if isinstance(exc, DigestLookupError):
         return "unreachable" in str(exc)
@@ -88,8 +88,8 @@ def resolve_model_version(mlflow_block: str, model_version: str | None) -> str:
 @task(**_IO_RETRIES)
 def resolve_image(registry_block: str, model_version: str, image: str | None) -> str:
     """The image by digest: ``image`` if it has one, else the version's tag looked up."""
-    from bridgeai.kserve import require_digest
-    from bridgeai.registry_digest import resolve_digest
+    from bridgeai.deploy.digests import resolve_digest
+    from bridgeai.deploy.kserve import require_digest
 
     if image and "@sha256:" in image:
         return require_digest(image)
@@ -118,7 +118,7 @@ def start_local_server(
     The server's environment (tracking URI, S3 credentials) is built here from the blocks, so no
     credential ever travels as a task input.
     """
-    from bridgeai import local_serving
+    from bridgeai.deploy import local as local_serving
 
     mlflow_server = load_block(MLflowServer, mlflow_block)
     storage = load_block(ObjectStorage, storage_block)
@@ -143,8 +143,8 @@ def apply_inference_service(
 
     Not retried: a timeout already waited ``timeout`` seconds and restored the previous spec.
     """
-    from bridgeai.kserve import render_inference_service
-    from bridgeai.kserve_rollout import DeploymentFailed, deploy, load_api_client
+    from bridgeai.deploy.kserve import render_inference_service
+    from bridgeai.deploy.rollout import DeploymentFailed, deploy, load_api_client
 
     logger = get_run_logger()
     registry = load_block(ContainerRegistry, registry_block)

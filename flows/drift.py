@@ -6,8 +6,8 @@ From a notebook::
     drift_monitoring(reference="data-v1.0.0", current="data-v1.1.0")   # two data versions
     drift_monitoring(current="production", window_hours=24)            # the last day's traffic
 
-The work is done by :mod:`bridgeai.drift`; this module only orchestrates it: load the two sides,
-compare, draw and store the Evidently report, publish artifacts, and emit
+The work is done by :mod:`bridgeai.drift`; this module only orchestrates it: load the two
+sides, compare, draw and store the Evidently report, publish artifacts, and emit
 ``bridgeai.drift.detected`` when the drifted share reaches the threshold.
 """
 
@@ -27,9 +27,9 @@ from prefect.artifacts import (
 )
 from pydantic import Field
 
-from bridgeai import drift
-from bridgeai.drift import DriftInputError, DriftResult
-from bridgeai.drift_stats import format_score
+from bridgeai.drift import analysis as drift
+from bridgeai.drift.analysis import DriftInputError, DriftResult
+from bridgeai.drift.stats import format_score
 from flows._tasks import IN_PROCESS, io_retries, is_transient
 
 #: Name of the event emitted when drift reaches the threshold (prefect.yaml triggers on it).
@@ -69,7 +69,7 @@ def load_train_split(
 ) -> tuple[str, pl.DataFrame]:
     """The train split of data version ``tag``, and the concrete tag it resolved to."""
     from blocks import DataRepository, ObjectStorage, load_block
-    from bridgeai import data_versions
+    from bridgeai.data import versions as data_versions
 
     storage = load_block(ObjectStorage, storage_block)
     repository = load_block(DataRepository, repository_block)
@@ -83,14 +83,14 @@ def read_prediction_window(
     start: datetime, end: datetime, database_url_secret: str | None
 ) -> tuple[pl.DataFrame, str]:
     """Logged successful predictions in ``[start, end)``, and the (redacted) database URL."""
-    from bridgeai import prediction_log
+    from bridgeai.service import prediction_log
 
     url = _database_url(database_url_secret)
     return prediction_log.read_window(url, start, end), prediction_log.redacted(url)
 
 
 def _database_url(secret_block: str | None) -> str:
-    from bridgeai import prediction_log
+    from bridgeai.service import prediction_log
 
     if secret_block:
         from prefect.blocks.system import Secret
@@ -128,7 +128,7 @@ def store_report(report: drift.RenderedReport, storage_block: str) -> drift.Repo
 def compare(
     reference: pl.DataFrame, current: pl.DataFrame, specs: list[drift.ColumnSpec], **kwargs: Any
 ) -> DriftResult:
-    """Per-column tests on every row (see :func:`bridgeai.drift.analyse`)."""
+    """Per-column tests on every row (see :func:`bridgeai.drift.analysis.analyse`)."""
     return drift.analyse(reference, current, specs, **kwargs)
 
 

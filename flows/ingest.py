@@ -9,8 +9,8 @@ Each run downloads the CSV, validates it against :mod:`bridgeai.schema`, cleans 
 64/16/20 (seed 42), and versions the splits with DVC: Parquet files pushed to the storage
 block's DVC remote, their pointers committed to the data repository and tagged ``data-vX.Y.Z``,
 with ``data-latest`` / ``data-previous`` moved. Ingesting content identical to an existing
-version creates nothing and returns that version. The work is done by :mod:`bridgeai.ingestion`
-and :mod:`bridgeai.data_versions`; this module only orchestrates it.
+version creates nothing and returns that version. The work is done by :mod:`bridgeai.data.ingestion`
+and :mod:`bridgeai.data.versions`; this module only orchestrates it.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import Field
 
 from blocks import DataRepository, ObjectStorage, load_block
-from bridgeai import data_versions, ingestion
-from bridgeai.data_repo import DataRepo, redact_url
-from bridgeai.data_versions import Bump, DataVersion, SplitParams
-from bridgeai.splitting import split_frame
+from bridgeai.data import ingestion
+from bridgeai.data import versions as data_versions
+from bridgeai.data.repository import DataRepo, redact_url
+from bridgeai.data.split import split_frame
+from bridgeai.data.versions import Bump, DataVersion, SplitParams
 from flows._tasks import IN_PROCESS, io_retries
 
 # Ingestion's errors say themselves whether they are transient (DataRepoError, StorageError,

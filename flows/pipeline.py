@@ -16,10 +16,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from bridgeai.data_versions import DataVersion
-from bridgeai.drift import DriftResult
-from bridgeai.image import ImageRef
-from bridgeai.smoke import SmokeResult
+from bridgeai.data.versions import DataVersion
+from bridgeai.deploy.image import ImageRef
+from bridgeai.drift.analysis import DriftResult
+from bridgeai.service.smoke import SmokeResult
 from flows._tasks import io_retries
 from flows.build_image import build_model_image
 from flows.deploy import DeployResult, deploy_model
@@ -85,7 +85,7 @@ class PipelineResult(BaseModel):
 @task(cache_policy=NO_CACHE)
 def docker_engine() -> str | None:
     """None when a Docker engine answers, else why not (the pipeline then skips the image)."""
-    from bridgeai.image import DockerUnavailableError, connect
+    from bridgeai.deploy.image import DockerUnavailableError, connect
 
     try:
         connect(timeout=10).close()
@@ -98,7 +98,7 @@ def docker_engine() -> str | None:
 def previous_data_version(tag: str, repository_block: str) -> str | None:
     """The version tagged just before ``tag``, or None for the first one."""
     from blocks import DataRepository, load_block
-    from bridgeai.data_versions import list_data_versions
+    from bridgeai.data.versions import list_data_versions
 
     tags = list_data_versions(repository=load_block(DataRepository, repository_block))
     index = tags.index(tag) if tag in tags else len(tags)
@@ -120,9 +120,9 @@ def smoke_predictions(
     ``service_url`` the running service there is used instead.
     """
     from blocks import DataRepository, ObjectStorage, load_block
-    from bridgeai import local_serving
-    from bridgeai.data_versions import load_split
-    from bridgeai.smoke import run_smoke
+    from bridgeai.data.versions import load_split
+    from bridgeai.deploy import local as local_serving
+    from bridgeai.service.smoke import run_smoke
 
     logger = get_run_logger()
     if service_url is None:
@@ -155,7 +155,7 @@ def smoke_predictions(
 @task(cache_policy=NO_CACHE)
 def wait_for_prediction_log(expected: int, start: datetime, timeout: float = 30.0) -> int:
     """Wait until the service's batched writer has stored ``expected`` rows since ``start``."""
-    from bridgeai.prediction_log import default_database_url, read_window
+    from bridgeai.service.prediction_log import default_database_url, read_window
 
     database_url = os.environ.get("BRIDGEAI_DATABASE_URL") or default_database_url()
     deadline = time.monotonic() + timeout

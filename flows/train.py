@@ -10,8 +10,9 @@ Each run reads the train/val/test splits of a data version, fits the model (prep
 it, early stopping on val), scores it and a median-price baseline on test in price units, logs
 everything to MLflow with lineage tags, registers a new version of the model and moves the
 ``champion`` alias only when the new version beats the current champion on the same test split.
-The work is done by :mod:`bridgeai.training`, :mod:`bridgeai.evaluation`,
-:mod:`bridgeai.tracking` and :mod:`bridgeai.registry`; this module only orchestrates it.
+The work is done by :mod:`bridgeai.training.fit`, :mod:`bridgeai.training.evaluation`,
+:mod:`bridgeai.training.tracking` and :mod:`bridgeai.training.registry`; this module only
+orchestrates it.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks import DataRepository, MLflowServer, ObjectStorage, load_block
-from bridgeai import data_versions, evaluation, registry, training
-from bridgeai.data_versions import DataVersion
-from bridgeai.evaluation import Metrics
-from bridgeai.registry import GateDecision, PromotionPolicy
-from bridgeai.tracking import Lineage, RunRecord, log_training_run, project_git_sha
-from bridgeai.training import TrainedModel, TrainingParams
+from bridgeai.data import versions as data_versions
+from bridgeai.data.versions import DataVersion
+from bridgeai.training import evaluation, registry
+from bridgeai.training import fit as training
+from bridgeai.training.evaluation import Metrics
+from bridgeai.training.fit import TrainedModel, TrainingParams
+from bridgeai.training.registry import GateDecision, PromotionPolicy
+from bridgeai.training.tracking import Lineage, RunRecord, log_training_run, project_git_sha
 from flows._tasks import IN_PROCESS, io_retries
 
 _IO_RETRIES = io_retries()

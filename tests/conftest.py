@@ -94,7 +94,8 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real SeaweedFS S3 server on free loopback ports, with credentials enforced."""
-    from bridgeai import procs, seaweed
+    from bridgeai import procs
+    from bridgeai.ops import seaweed
 
     try:
         seaweed.weed_binary()
@@ -156,7 +157,7 @@ def shared_data() -> Path:
 @pytest.fixture
 def housing_csv(tmp_path: Path) -> Path:
     """A small, deterministic, housing-shaped CSV (generated, not copied from any dataset)."""
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.testing.synthetic import housing_frame
 
     path = tmp_path / "housing.csv"
     housing_frame(300, seed=7).write_csv(path)

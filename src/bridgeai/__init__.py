@@ -11,8 +11,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_split": "bridgeai.data_versions",
-    "list_data_versions": "bridgeai.data_versions",
+    "load_split": "bridgeai.data.versions",
+    "list_data_versions": "bridgeai.data.versions",
 }
 
 

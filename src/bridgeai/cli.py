@@ -27,8 +27,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def up() -> None:
     """Start the local stack (SeaweedFS S3, MLflow, Prefect server, process worker)."""
+    from bridgeai.ops.stack import Stack
     from bridgeai.procs import ServiceStartError
-    from bridgeai.stack import Stack
 
     stack = Stack()
     try:
@@ -50,8 +50,8 @@ def down() -> None:
 
     Data is kept under $BRIDGEAI_HOME.
     """
-    from bridgeai import local_serving
-    from bridgeai.stack import Stack
+    from bridgeai.deploy import local as local_serving
+    from bridgeai.ops.stack import Stack
 
     if local_serving.stop_service():
         typer.echo("prediction-service: stopped")
@@ -63,7 +63,7 @@ def down() -> None:
 @app.command()
 def status() -> None:
     """Print each local-stack service's health; exit 1 if any is down."""
-    from bridgeai.stack import Stack
+    from bridgeai.ops.stack import Stack
 
     rows = Stack().status()
     for row in rows:
@@ -77,7 +77,7 @@ def status() -> None:
 @app.command()
 def env() -> None:
     """Print `export` lines pointing a shell at this $BRIDGEAI_HOME: eval "$(bridgeai env)"."""
-    from bridgeai.stack import Stack
+    from bridgeai.ops.stack import Stack
 
     for key, value in Stack().env().items():
         typer.echo(f"export {key}={shlex.quote(value)}")
@@ -91,7 +91,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline in embedded mode and print each stage's outcome."""
     try:
-        from bridgeai import demo as demo_module
+        from bridgeai.ops import demo as demo_module
     except ImportError:
         typer.echo("pipeline not built yet: the stages land one issue at a time")
         return
@@ -107,7 +107,7 @@ def serve_model(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
     """Serve the model over the Open Inference Protocol v2 (the image's entrypoint)."""
-    from bridgeai import model_server
+    from bridgeai.serving import app as model_server
 
     model_server.main(model_uri=model_uri, host=host, port=port)
 

@@ -11,11 +11,12 @@ import polars as pl
 import pytest
 
 from blocks import DataRepository, ObjectStorage
-from bridgeai import data_versions, ingestion
-from bridgeai.data_repo import DataRepo, DataRepoError, default_workdir, redact_url
-from bridgeai.data_versions import describe, list_data_versions, load_split, load_splits, next_tag
-from bridgeai.splitting import split_frame
-from bridgeai.synthetic import housing_frame
+from bridgeai.data import ingestion
+from bridgeai.data import versions as data_versions
+from bridgeai.data.repository import DataRepo, DataRepoError, default_workdir, redact_url
+from bridgeai.data.split import split_frame
+from bridgeai.data.versions import describe, list_data_versions, load_split, load_splits, next_tag
+from bridgeai.testing.synthetic import housing_frame
 from tests.support.ingest import (  # noqa: F401
     bare_remote,
     commit_count,
@@ -168,8 +169,9 @@ def test_concurrent_ingestions_on_one_repository_are_serialised(
     # Without Prefect (a plain stand-in for the local storage block): start-up stays short.
     remote = str(ObjectStorage().dvc_remote()["url"])
     script = (
-        "import sys, types; from bridgeai.data_repo import DataRepo;"
-        "from bridgeai.synthetic import housing_frame; from tests.support.ingest import publish;"
+        "import sys, types; from bridgeai.data.repository import DataRepo;"
+        "from bridgeai.testing.synthetic import housing_frame;"
+        "from tests.support.ingest import publish;"
         f"s = types.SimpleNamespace(dvc_remote=lambda: {{'url': {remote!r}}},"
         " dvc_credentials=lambda: {});"
         "v = publish(DataRepo(), s, housing_frame(100, seed=int(sys.argv[1])));"
@@ -274,7 +276,7 @@ def test_https_remote_with_token(bridgeai_home: Path, git_http_server) -> None: 
 def test_storage_errors_say_what_to_fix_and_which_are_transient() -> None:
     from botocore.exceptions import ClientError, EndpointConnectionError
 
-    from bridgeai.dvc_store import storage_error
+    from bridgeai.data.dvc_store import storage_error
 
     remote = {"url": "s3://artifacts/dvc", "endpointurl": "http://127.0.0.1:1"}
 

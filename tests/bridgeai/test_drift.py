@@ -1,4 +1,4 @@
-"""Drift statistics, the Evidently report and its storage (bridgeai.drift*).
+"""Drift statistics, the Evidently report and its storage (bridgeai.drift.analysis*).
 
 The verdict tests run plain Evidently 0.7 on the same data and require equal tests, scores and
 verdicts per column: the vectorised statistics must be Evidently's, not an approximation.
@@ -14,9 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bridgeai import drift, schema
-from bridgeai.drift_stats import METHODS, DriftInputError, choose_method
-from bridgeai.synthetic import housing_frame
+from bridgeai import schema
+from bridgeai.drift import analysis as drift
+from bridgeai.drift.stats import METHODS, DriftInputError, choose_method
+from bridgeai.testing.synthetic import housing_frame
 from tests.conftest import require
 from tests.support.drift import ARTIFACTS, chromium_available, render_offline
 

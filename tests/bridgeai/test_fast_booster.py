@@ -7,9 +7,10 @@ import threading
 import numpy as np
 import pytest
 
-from bridgeai import fast_booster, schema
-from bridgeai.model import HousePriceModel
-from bridgeai.synthetic import housing_frame
+from bridgeai import schema
+from bridgeai.model import fast_booster
+from bridgeai.model.house_price import HousePriceModel
+from bridgeai.testing.synthetic import housing_frame
 from tests.support.models import tiny_model
 
 

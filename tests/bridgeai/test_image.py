@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bridgeai import image, procs
-from bridgeai.model_source import ModelInfo
+from bridgeai import procs
+from bridgeai.deploy import image
+from bridgeai.model.source import ModelInfo
 from tests.support.docker import DockerEnv, docker_env  # noqa: F401
 from tests.support.models import tiny_model
 

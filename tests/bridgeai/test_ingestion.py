@@ -9,9 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bridgeai import ingestion, schema
-from bridgeai.ingestion import DownloadError, ValidationError
-from bridgeai.synthetic import housing_frame
+from bridgeai import schema
+from bridgeai.data import ingestion
+from bridgeai.data.ingestion import DownloadError, ValidationError
+from bridgeai.testing.synthetic import housing_frame
 from tests.support.http import serve, serve_directory
 from tests.support.ingest import write_csv
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridgeai import kserve
-from bridgeai.kserve_rollout import DeploymentError, DeploymentFailed, deploy
+from bridgeai.deploy import kserve
+from bridgeai.deploy.rollout import DeploymentError, DeploymentFailed, deploy
 from tests.support.cluster import ISVC, FakeKServe, api_client_for, declare_resources
 from tests.support.schemas import validate_inference_service
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bridgeai import local_serving, procs
+from bridgeai import procs
+from bridgeai.deploy import local as local_serving
 
 FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_model_server.py"
 
@@ -117,7 +118,7 @@ def test_stop_stops_and_forgets() -> None:
 @pytest.mark.slow
 def test_real_model_server_on_a_model_directory(tmp_path: Path) -> None:
     """``bridgeai serve-model`` itself (issue 5's server) answers ready and infers."""
-    pytest.importorskip("bridgeai.model_server", reason="the model server lands with issue 5")
+    pytest.importorskip("bridgeai.serving.app", reason="the model server lands with issue 5")
     from bridgeai.schema import EXAMPLE_HOUSE, V2_DATATYPE
     from tests.support.models import tiny_model
 

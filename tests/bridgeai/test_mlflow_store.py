@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridgeai.mlflow_store import prepare_sqlite_store
+from bridgeai.model.mlflow_store import prepare_sqlite_store
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bridgeai import schema
-from bridgeai.model import FeatureError, HousePriceModel, find_model_dir
+from bridgeai.model.house_price import FeatureError, HousePriceModel, find_model_dir
 from tests.support.models import tiny_model
 
 
@@ -67,7 +67,7 @@ def test_pyfunc_predicts_like_the_model_on_raw_rows(model: HousePriceModel) -> N
     import pandas as pd
 
     from blocks import MLflowServer
-    from bridgeai.mlflow_model import log_model
+    from bridgeai.model.pyfunc import log_model
 
     server = MLflowServer()
     server.client()

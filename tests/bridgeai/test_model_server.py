@@ -13,9 +13,10 @@ import httpx
 import numpy as np
 import pytest
 
-from bridgeai import procs, schema, v2
-from bridgeai.model import HousePriceModel
-from bridgeai.synthetic import housing_frame
+from bridgeai import procs, schema
+from bridgeai.model.house_price import HousePriceModel
+from bridgeai.serving import codec as v2
+from bridgeai.testing.synthetic import housing_frame
 from tests.support.model_server import (
     MODEL_NAME,
     RunningServer,
@@ -359,7 +360,7 @@ def test_logs_are_json_lines_with_request_ids(http: httpx.Client, server: Runnin
     loaded = next(r for r in records if r["message"] == "model loaded")
     assert (loaded["model_version"], loaded["run_id"]) == (VERSION, RUN_ID)
     access = next(r for r in records if r.get("request_id") == "log-me-7")
-    assert access["logger"] == "bridgeai.model_server.access"
+    assert access["logger"] == "bridgeai.serving.app.access"
     assert (access["status"], access["method"]) == (200, "POST")
     assert access["duration_ms"] > 0
 

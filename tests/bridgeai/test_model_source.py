@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bridgeai import model_source
-from bridgeai.model_source import ModelInfo, ModelSourceError
+from bridgeai.model import source as model_source
+from bridgeai.model.source import ModelInfo, ModelSourceError
 from tests.support.models import tiny_model
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bridgeai import evaluation, registry, tracking, training
-from bridgeai.data_versions import DataVersion
-from bridgeai.registry import PromotionPolicy
-from bridgeai.synthetic import housing_frame
-from bridgeai.training import TrainingParams
+from bridgeai.data.versions import DataVersion
+from bridgeai.testing.synthetic import housing_frame
+from bridgeai.training import evaluation, registry, tracking
+from bridgeai.training import fit as training
+from bridgeai.training.fit import TrainingParams
+from bridgeai.training.registry import PromotionPolicy
 from tests.support.train import (  # noqa: F401
     EmbeddedStore,
     mlflow_store,

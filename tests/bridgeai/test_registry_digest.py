@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridgeai.registry_digest import DigestLookupError, resolve_digest, split_reference
+from bridgeai.deploy.digests import DigestLookupError, resolve_digest, split_reference
 from tests.support.oci_registry import Registry, oci_registry  # noqa: F401
 
 

@@ -10,7 +10,7 @@ def test_tune_gc_freezes_start_up_objects_and_spaces_out_collections() -> None:
     # In a child process: the test process's own collector must stay as it is.
     script = (
         "import gc, json\n"
-        "from bridgeai.serving import GC_THRESHOLDS, tune_gc\n"
+        "from bridgeai.serving.gc import GC_THRESHOLDS, tune_gc\n"
         "before = gc.get_freeze_count()\n"
         "tune_gc()\n"
         "print(json.dumps([before, gc.get_freeze_count(), gc.get_threshold(), GC_THRESHOLDS]))\n"

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from sklearn.model_selection import train_test_split
 
-from bridgeai.splitting import split_frame
+from bridgeai.data.split import split_frame
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bridgeai import evaluation, schema, training
-from bridgeai.model import HousePriceModel
-from bridgeai.splitting import split_frame
-from bridgeai.synthetic import housing_frame
-from bridgeai.training import TrainingError, TrainingParams
+from bridgeai import schema
+from bridgeai.data.split import split_frame
+from bridgeai.model.house_price import HousePriceModel
+from bridgeai.testing.synthetic import housing_frame
+from bridgeai.training import evaluation
+from bridgeai.training import fit as training
+from bridgeai.training.fit import TrainingError, TrainingParams
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,8 @@ import numpy as np
 import orjson
 import pytest
 
-from bridgeai import schema, v2
+from bridgeai import schema
+from bridgeai.serving import codec as v2
 
 
 def _body(**overrides: object) -> bytes:

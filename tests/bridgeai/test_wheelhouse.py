@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridgeai import wheelhouse
+from bridgeai.deploy import wheelhouse
 
 
 def test_runtime_is_the_server_and_its_dependencies_only() -> None:

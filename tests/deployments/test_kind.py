@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridgeai import kserve
+from bridgeai.deploy import kserve
 from tests.conftest import require
 from tests.support.schemas import (
     KUBERNETES_VERSION,

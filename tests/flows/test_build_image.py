@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from bridgeai import image, procs, schema, v2
-from bridgeai.synthetic import housing_frame
+from bridgeai import procs, schema
+from bridgeai.deploy import image
+from bridgeai.serving import codec as v2
+from bridgeai.testing.synthetic import housing_frame
 from tests.support.docker import DockerEnv, docker_env  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -152,7 +154,7 @@ def test_build_push_pull_run(
     ],
 )
 def test_only_transient_errors_are_retried(error: Exception, retried: bool) -> None:
-    from bridgeai.model_source import ModelSourceError
+    from bridgeai.model.source import ModelSourceError
     from flows.build_image import _transient
 
     assert _transient(error) is retried

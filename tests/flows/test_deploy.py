@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridgeai import kserve
+from bridgeai.deploy import kserve
 from tests.support.cluster import ISVC, FakeKServe, declare_resources
 from tests.support.oci_registry import Registry, oci_registry  # noqa: F401
 
@@ -122,7 +122,7 @@ async def test_kserve_timeout_fails_the_run_and_keeps_the_diagnosis(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from bridgeai.kserve import DeploymentFailed
+    from bridgeai.deploy.kserve import DeploymentFailed
 
     declare_resources(kmock)
     common = dict(
@@ -143,7 +143,7 @@ async def test_kserve_timeout_fails_the_run_and_keeps_the_diagnosis(
 
 
 def test_kserve_refuses_a_tag_without_registry_and_unknown_versions(registered_models) -> None:
-    from bridgeai.registry_digest import DigestLookupError
+    from bridgeai.deploy.digests import DigestLookupError
 
     with pytest.raises(ValueError, match="has no version 42"):
         run_deploy(target="kserve", model_version="42", mlflow_block=registered_models)
@@ -154,8 +154,9 @@ def test_kserve_refuses_a_tag_without_registry_and_unknown_versions(registered_m
 @pytest.mark.integration
 @pytest.mark.slow
 def test_local_serves_the_champion_then_rolls_back(registered_models) -> None:
-    pytest.importorskip("bridgeai.model_server", reason="the model server lands with issue 5")
-    from bridgeai import local_serving, procs
+    pytest.importorskip("bridgeai.serving.app", reason="the model server lands with issue 5")
+    from bridgeai import procs
+    from bridgeai.deploy import local as local_serving
 
     try:
         champion = run_deploy(target="local", mlflow_block=registered_models, timeout_seconds=180)

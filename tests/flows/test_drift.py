@@ -13,10 +13,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bridgeai import prediction_log, schema
-from bridgeai.drift import DriftInputError
-from bridgeai.prediction_log import PredictionLogError
-from bridgeai.synthetic import housing_frame
+from bridgeai import schema
+from bridgeai.drift.analysis import DriftInputError
+from bridgeai.service import prediction_log
+from bridgeai.service.prediction_log import PredictionLogError
+from bridgeai.testing.synthetic import housing_frame
 from flows.drift import DRIFT_EVENT, _is_transient, _window, drift_monitoring
 from tests.support.drift import (
     DriftEnv,

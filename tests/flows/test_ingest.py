@@ -22,8 +22,8 @@ from prefect.client.schemas.filters import (
 
 import flows.ingest as ingest_flow
 from blocks import DataRepository, ObjectStorage
-from bridgeai.data_versions import describe, list_data_versions, load_split
-from bridgeai.synthetic import housing_frame
+from bridgeai.data.versions import describe, list_data_versions, load_split
+from bridgeai.testing.synthetic import housing_frame
 from flows.ingest import data_ingestion
 from tests.support.http import serve_directory
 from tests.support.ingest import (  # noqa: F401

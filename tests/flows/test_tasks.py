@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prefect import flow, task
 
-from bridgeai.dvc_store import DataRepoError
+from bridgeai.data.dvc_store import DataRepoError
 from flows._tasks import io_retries, is_transient
 
 

@@ -20,11 +20,11 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from blocks import DataRepository, MLflowServer, ObjectStorage
 from bridgeai import schema
-from bridgeai.data_versions import describe
-from bridgeai.dvc_store import DataRepoError
-from bridgeai.registry import format_metric
-from bridgeai.synthetic import housing_frame
-from bridgeai.training import TrainingParams
+from bridgeai.data.dvc_store import DataRepoError
+from bridgeai.data.versions import describe
+from bridgeai.testing.synthetic import housing_frame
+from bridgeai.training.fit import TrainingParams
+from bridgeai.training.registry import format_metric
 from flows.ingest import data_ingestion
 from flows.train import TrainResult, model_training
 from tests.support.train import MLflowProcess, mlflow_server  # noqa: F401

@@ -65,7 +65,7 @@ def docker_env() -> Iterator[DockerEnv]:
     previous = os.environ.get("DOCKER_HOST")
     os.environ["DOCKER_HOST"] = values["DOCKER_HOST"]
     try:
-        from bridgeai.image import DockerUnavailableError, connect
+        from bridgeai.deploy.image import DockerUnavailableError, connect
 
         try:
             client, problem = connect(timeout=600), ""

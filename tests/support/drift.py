@@ -169,7 +169,7 @@ def register_champion(env: DriftEnv, model: Any, data_version: str) -> str:
     import mlflow
 
     from blocks import MLflowServer
-    from bridgeai.mlflow_model import log_model
+    from bridgeai.model.pyfunc import log_model
 
     server = MLflowServer.load(env.mlflow_block)
     client = server.client()

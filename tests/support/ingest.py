@@ -20,11 +20,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from bridgeai import data_versions, ingestion
-from bridgeai.data_repo import DataRepo
-from bridgeai.data_versions import DataVersion, SplitParams
-from bridgeai.splitting import split_frame
-from bridgeai.synthetic import housing_frame
+from bridgeai.data import ingestion
+from bridgeai.data import versions as data_versions
+from bridgeai.data.repository import DataRepo
+from bridgeai.data.split import split_frame
+from bridgeai.data.versions import DataVersion, SplitParams
+from bridgeai.testing.synthetic import housing_frame
 from tests.support.http import serve, serve_directory
 
 
@@ -267,7 +268,7 @@ class DedicatedS3:
         procs.stop_process(self.process.pid)
 
     def start(self) -> None:
-        from bridgeai import seaweed
+        from bridgeai.ops import seaweed
 
         self.process = seaweed.start(self.config, self.log_file)
 
@@ -275,7 +276,8 @@ class DedicatedS3:
 @pytest.fixture
 def dedicated_s3(tmp_path: Path) -> Iterator[DedicatedS3]:
     """A SeaweedFS started for this test alone, on free ports, stopped at the end."""
-    from bridgeai import procs, seaweed
+    from bridgeai import procs
+    from bridgeai.ops import seaweed
     from tests.conftest import require
 
     try:

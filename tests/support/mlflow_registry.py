@@ -15,7 +15,7 @@ def register_versions(root: Path, count: int = 2, champion: int | None = None) -
     import mlflow
 
     from blocks import MLflowServer
-    from bridgeai.mlflow_model import log_model
+    from bridgeai.model.pyfunc import log_model
     from tests.support.models import tiny_model
 
     root.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bridgeai import procs
-from bridgeai.model import HousePriceModel
-from bridgeai.model_source import ModelInfo
+from bridgeai.model.house_price import HousePriceModel
+from bridgeai.model.source import ModelInfo
 
 MODEL_NAME = "house_price_prediction_prod"
 
@@ -47,7 +47,7 @@ def register(model: HousePriceModel, alias: str = "champion") -> RegisteredModel
     import mlflow
 
     from blocks import MLflowServer
-    from bridgeai.mlflow_model import log_model
+    from bridgeai.model.pyfunc import log_model
 
     server = MLflowServer()
     client = server.client()

@@ -6,14 +6,14 @@ import numpy as np
 import polars as pl
 
 from bridgeai import schema
-from bridgeai.model import HousePriceModel
+from bridgeai.model.house_price import HousePriceModel
 
 
 def tiny_model(frame: pl.DataFrame | None = None, rounds: int = 30) -> HousePriceModel:
     """Train a small LightGBM model on synthetic (or given) housing rows; deterministic."""
     import lightgbm
 
-    from bridgeai.synthetic import housing_frame
+    from bridgeai.testing.synthetic import housing_frame
 
     frame = frame if frame is not None else housing_frame(300, seed=3)
     medians = {c: float(frame[c].median()) for c in schema.NUMERIC}  # type: ignore[arg-type]

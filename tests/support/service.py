@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from bridgeai import procs
-from bridgeai.model import HousePriceModel
+from bridgeai.model.house_price import HousePriceModel
 from tests.support.models import tiny_model
 from tests.support.postgres import PostgresCluster
 
@@ -59,7 +59,7 @@ def count_rows(url: str, where: str = "TRUE") -> int:
     """Rows in prediction_logs (0 when the table does not exist yet)."""
     import sqlalchemy as sa
 
-    from bridgeai import prediction_log
+    from bridgeai.service import prediction_log
 
     engine = prediction_log.create_log_engine(url)
     try:
@@ -79,7 +79,7 @@ def logged(url: str) -> list[dict[str, Any]]:
     """Every row of prediction_logs, as dicts, in id order."""
     import sqlalchemy as sa
 
-    from bridgeai import prediction_log
+    from bridgeai.service import prediction_log
 
     engine = prediction_log.create_log_engine(url)
     try:

@@ -17,8 +17,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from bridgeai.splitting import split_frame
-from bridgeai.synthetic import housing_frame
+from bridgeai.data.split import split_frame
+from bridgeai.testing.synthetic import housing_frame
 
 
 @dataclass

@@ -61,7 +61,7 @@ def main(
         raise SystemExit(2) from None
     import uvicorn
 
-    from bridgeai.serving import tune_gc
+    from bridgeai.serving.gc import tune_gc
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -18,8 +18,8 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from bridgeai import __version__, prediction_log
-from bridgeai.service import models, prediction
+from bridgeai import __version__
+from bridgeai.service import models, prediction, prediction_log
 from bridgeai.service.errors import (
     BodyTooLarge,
     error_body,

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from bridgeai import prediction_log
+from bridgeai.service import prediction_log
 from bridgeai.service.spool import Spool
 
 logger = logging.getLogger("bridgeai.service.log_writer")

@@ -104,7 +104,7 @@ class ServiceSettings(BaseSettings):
         """The configured database URL, or embedded mode's SQLite file."""
         if self.database_url is not None and self.database_url.get_secret_value():
             return self.database_url.get_secret_value()
-        from bridgeai.prediction_log import default_database_url
+        from bridgeai.service.prediction_log import default_database_url
 
         return default_database_url()
 

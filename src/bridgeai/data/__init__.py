@@ -1,0 +1,1 @@
+"""Data ingestion and versioning: download, validation, cleaning, split, DVC, git."""

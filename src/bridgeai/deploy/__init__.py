@@ -1,0 +1,1 @@
+"""The model image, image digests, KServe manifests and rollout, the local target."""

@@ -1,0 +1,1 @@
+"""Drift monitoring: statistics, the Evidently report, report storage."""

@@ -1,0 +1,1 @@
+"""The local stack, SeaweedFS, the demo, and saved blocks as plain values."""

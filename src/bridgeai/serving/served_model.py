@@ -1,0 +1,169 @@
+"""The model a server process serves: loaded once, identified, predicting inline or pipelined.
+
+Small batches are predicted inline with one thread (LightGBM's OpenMP threads spin between small
+calls); large ones are encoded in chunks while the previous chunk is predicted on another thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bridgeai import schema
+from bridgeai.model.house_price import FeatureError, HousePriceModel
+from bridgeai.model.source import ModelInfo, ModelSourceError
+from bridgeai.serving import codec as v2
+
+if TYPE_CHECKING:
+    from bridgeai.serving.app import ModelServerSettings
+
+logger = logging.getLogger("bridgeai.serving.app")
+
+
+@dataclass
+class ServedModel:
+    """The loaded model, the identity it is served under, and how it predicts."""
+
+    model: HousePriceModel
+    info: ModelInfo
+    name: str
+    version: str
+    batch_rows: int = 2048
+    batch_threads: int = 1
+    chunk_rows: int = 16384
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    def check(self, name: str, version: str | None) -> None:
+        """Raise ``ModelNotFoundError`` unless this is the model that was asked for."""
+        if name != self.name:
+            raise v2.ModelNotFoundError(
+                f"model {name!r} is not served here; this server serves {self.name!r}"
+            )
+        if version is not None and version != self.version:
+            raise v2.ModelNotFoundError(
+                f"model {name!r} version {version!r} is not served here; "
+                f"this server serves version {self.version!r}"
+            )
+
+    def infer(self, body: bytes, request_id: str) -> bytes:
+        """Decode a v2 request body, predict, and encode the response (blocking)."""
+        decoded = v2.decode_request(body)
+        try:
+            prices = self.predict(decoded)
+        except FeatureError as exc:
+            raise v2.ProtocolError(f"input {exc}") from None
+        return v2.encode_response(self.name, self.version, decoded.id or request_id, prices)
+
+    def predict(self, request: v2.DecodedRequest) -> np.ndarray:
+        """Prices for a decoded request: inline for small batches, pipelined for large ones.
+
+        Raises:
+            bridgeai.serving.codec.ProtocolError: a numeric value does not match its datatype.
+            bridgeai.model.house_price.FeatureError: a categorical value is not allowed.
+        """
+        rows = request.rows
+        if rows < self.batch_rows:
+            return self.model.predict(request.rows_between(), num_threads=1)
+        if rows <= self.chunk_rows:
+            return self.model.predict(request.rows_between(), num_threads=self.batch_threads)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="bridgeai-predict")
+        out = np.empty(rows, dtype=np.float64)
+        pending: Future[None] | None = None
+        # A small first chunk so LightGBM starts early; then chunk_rows at a time.
+        first = min(self.chunk_rows, max(self.chunk_rows // 4, 256))
+        bounds = [0, *range(first, rows, self.chunk_rows), rows]
+        try:
+            for start, stop in itertools.pairwise(bounds):
+                matrix = self.model.encode(request.rows_between(start, stop))
+                if pending is not None:
+                    pending.result()
+                pending = self._pool.submit(self._predict_into, matrix, out, start, stop)
+        finally:
+            if pending is not None:
+                pending.result()
+        return out
+
+    def _predict_into(self, matrix: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
+        out[start:stop] = self.model.predict_matrix(matrix, num_threads=self.batch_threads)
+
+    def warm_up(self) -> None:
+        """Predict the example house in common spellings; fail now if the model is broken."""
+        rows = []
+        for spell in (str.lower, str.upper, str.capitalize):
+            rows.append(
+                {k: spell(v) if isinstance(v, str) else v for k, v in schema.EXAMPLE_HOUSE.items()}
+            )
+        for column in schema.CATEGORICAL:  # every allowed value once, so all spellings are cached
+            for value in schema.ALLOWED[column]:
+                for spell in (str.lower, str.upper, str.capitalize):
+                    rows.append({**rows[0], column: spell(value)})
+        columns = {f: [row[f] for row in rows] for f in schema.FEATURES}
+        prices = self.model.predict(columns, num_threads=1)
+        if not np.all(np.isfinite(prices)):
+            raise ModelSourceError("the model predicts non-finite prices for the example house")
+
+    def close(self) -> None:
+        """Stop the prediction thread and free LightGBM's per-thread buffers."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        close = getattr(self.model.booster, "close", None)
+        if close is not None:
+            close()
+
+
+def load_served_model(settings: ModelServerSettings) -> ServedModel:
+    """Load the model ``settings.model_uri`` names (downloading it if it is a registry URI).
+
+    Raises:
+        ModelSourceError: the URI or directory cannot be used; the message says why.
+    """
+    from bridgeai.model import fast_booster
+    from bridgeai.model import source as model_source
+
+    started = time.perf_counter()
+    uri = settings.model_uri
+    if model_source.is_registry_uri(uri):
+        # Kept for the life of the process; removed at exit by the OS's tmp cleaning.
+        dest = Path(tempfile.mkdtemp(prefix="bridgeai-model-")) / "model"
+        model_dir, info = model_source.fetch(uri, dest)
+    else:
+        model_dir, info = model_source.read_local(uri)
+    try:
+        model = HousePriceModel.load(model_dir)
+    except (OSError, ValueError) as exc:
+        raise ModelSourceError(f"cannot load the model in {model_dir}: {exc}") from None
+    model.booster = fast_booster.wrap(model.booster, max_rows=settings.batch_rows)
+    served = ServedModel(
+        model=model,
+        info=info,
+        name=settings.model_name or info.name,
+        version=info.version or info.run_id or "unversioned",
+        batch_rows=settings.batch_rows,
+        batch_threads=settings.batch_threads,
+        chunk_rows=settings.chunk_rows,
+    )
+    served.warm_up()
+    logger.info(
+        "model loaded",
+        extra={
+            "fields": {
+                "model_name": served.name,
+                "model_version": served.version,
+                "run_id": info.run_id,
+                "source": info.source or uri,
+                "trees": int(model.booster.num_trees()),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        },
+    )
+    return served

@@ -1,0 +1,1 @@
+"""Deterministic test and benchmark data generators (not used by the product)."""

@@ -1,0 +1,1 @@
+"""Fitting, evaluation, MLflow tracking, the registry and the champion gate."""
