@@ -9,6 +9,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from bridgeai.model import CHAMPION, REGISTERED_MODEL
 from bridgeai.paths import embedded_mlflow_uri, home_dir
 
 
@@ -37,10 +38,8 @@ class MLflowServer(Block):
     experiment: str = Field(
         default="bridgeai-house-price-prediction", description="Experiment for training runs."
     )
-    registered_model: str = Field(
-        default="house_price_prediction_prod", description="Registered model name."
-    )
-    alias: str = Field(default="champion", description="Alias of the serving model version.")
+    registered_model: str = Field(default=REGISTERED_MODEL, description="Registered model name.")
+    alias: str = Field(default=CHAMPION, description="Alias of the serving model version.")
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI, the embedded SQLite store when none is set."""

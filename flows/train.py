@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from blocks import DataRepository, MLflowServer, ObjectStorage, load_block
 from bridgeai.data import versions as data_versions
 from bridgeai.data.versions import DataVersion
+from bridgeai.model import REGISTERED_MODEL
 from bridgeai.training import evaluation, registry
 from bridgeai.training import fit as training
 from bridgeai.training.evaluation import Metrics
@@ -207,8 +208,7 @@ def model_training(
     registered_model: Annotated[
         str | None,
         Field(
-            description="Registered model name. Default: the MLflow block's "
-            "(house_price_prediction_prod)."
+            description=f"Registered model name. Default: the MLflow block's ({REGISTERED_MODEL})."
         ),
     ] = None,
     alias: Annotated[

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from bridgeai.model import CHAMPION_URI
+
 app = typer.Typer(
     name="bridgeai",
     help="BridgeAI MLOps pipeline on Prefect: local stack, pipeline, model server and service.",
@@ -102,7 +104,7 @@ def demo(
 def serve_model(
     model_uri: Annotated[
         str, typer.Option(help="models:/ URI, runs:/ URI or a model directory.")
-    ] = "models:/house_price_prediction_prod@champion",
+    ] = CHAMPION_URI,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:

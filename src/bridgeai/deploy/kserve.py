@@ -19,6 +19,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from bridgeai.model import REGISTERED_MODEL
+
 GROUP = "serving.kserve.io"
 VERSION = "v1beta1"
 PLURAL = "inferenceservices"
@@ -26,7 +28,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 ISVC_NAME = "house-price"
 CONTAINER_NAME = "house-price"
-MODEL_NAME = "house_price_prediction_prod"
+MODEL_NAME = REGISTERED_MODEL
 CONTAINER_PORT = 8080
 SERVICE_ACCOUNT = "house-price-predictor"
 PULL_SECRET = "bridgeai-registry-pull"  # noqa: S105 - a Secret's name, not a value

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bridgeai import procs
+from bridgeai.model import REGISTERED_MODEL
 from bridgeai.paths import home_dir
 
-MODEL_NAME = "house_price_prediction_prod"
+MODEL_NAME = REGISTERED_MODEL
 STATE_FILE = "model-server.json"
 
 

@@ -23,12 +23,13 @@ from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, Field
 
+from bridgeai.model import CHAMPION_URI, REGISTERED_MODEL
 from bridgeai.model.house_price import find_model_dir
 
 #: Written next to (inside) a model directory that left the registry.
 INFO_FILE = "model-info.json"
 #: The registered model name when a source does not say otherwise.
-DEFAULT_MODEL_NAME = "house_price_prediction_prod"
+DEFAULT_MODEL_NAME = REGISTERED_MODEL
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)(?:/(?P<path>.*))?$")
@@ -85,7 +86,7 @@ def parse_models_uri(uri: str) -> RegistryRef:
     if not match:
         raise ModelSourceError(
             f"{uri!r} is not a model registry URI: use models:/<name>@<alias> "
-            "(e.g. models:/house_price_prediction_prod@champion) or models:/<name>/<version>"
+            f"(e.g. {CHAMPION_URI}) or models:/<name>/<version>"
         )
     return RegistryRef(match["name"], alias=match["alias"], version=match["version"])
 

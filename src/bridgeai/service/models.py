@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from bridgeai import schema
+from bridgeai.model import REGISTERED_MODEL
 
 UNIT = "GBP(£)"
 MESSAGE = "House price prediction successful"
@@ -124,7 +125,7 @@ class PredictionResponse(_Served):
                     "status": 200,
                     "message": MESSAGE,
                     "response": {"prediction": 4_620_000.0, "unit": UNIT},
-                    "model_name": "house_price_prediction_prod",
+                    "model_name": REGISTERED_MODEL,
                     "model_version": "3",
                     "request_id": "6f1c0a4e2b9d4f0c8e7a5b3d1c2e4f60",
                 }

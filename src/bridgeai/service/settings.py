@@ -7,9 +7,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridgeai.model import REGISTERED_MODEL
 from bridgeai.paths import home_dir
 
-MODEL_NAME = "house_price_prediction_prod"
+MODEL_NAME = REGISTERED_MODEL
 
 
 class ServiceSettings(BaseSettings):

@@ -32,6 +32,7 @@ import orjson
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridgeai.model import CHAMPION_URI
 from bridgeai.model.source import ModelSourceError
 from bridgeai.serving import codec as v2
 from bridgeai.serving.gc import tune_gc
@@ -58,7 +59,7 @@ class ModelServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRIDGEAI_MODEL_SERVER_", protected_namespaces=())
 
     model_uri: str = Field(
-        default="models:/house_price_prediction_prod@champion",
+        default=CHAMPION_URI,
         description="Model directory, file:// URI, models:/<name>@<alias|version> or runs:/ URI.",
     )
     model_name: str | None = Field(
@@ -362,7 +363,7 @@ class ModelServerApp:
 
 # -- entrypoint -----------------------------------------------------------------------------------
 def main(
-    model_uri: str = "models:/house_price_prediction_prod@champion",
+    model_uri: str = CHAMPION_URI,
     host: str = "127.0.0.1",
     port: int = 8080,
 ) -> None:

@@ -27,8 +27,9 @@ import orjson
 from pydantic import BaseModel, Field
 
 from bridgeai import schema
+from bridgeai.model import REGISTERED_MODEL
 
-MODEL_NAME: Final = "house_price_prediction_prod"
+MODEL_NAME: Final = REGISTERED_MODEL
 OUTPUT_NAME: Final = "price"
 OUTPUT_DATATYPE: Final = "FP64"
 INTEGER_DATATYPES: Final = ("INT64", "INT32")
