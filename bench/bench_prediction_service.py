@@ -38,7 +38,7 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(ROOT))  # tests.support: the throwaway PostgreSQL cluster, a small model
 
 from bridgeai import procs, schema  # noqa: E402
-from tests.support.postgres import DATABASE, PostgresCluster, find_bin  # noqa: E402
+from bridgeai.testing.postgres import DATABASE, PostgresCluster, find_bin  # noqa: E402
 
 TARGET_RPS = 1000.0
 TARGET_P99_MS = 50.0
@@ -235,8 +235,8 @@ def main() -> int:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
 
+    from bridgeai.testing.models import tiny_model
     from bridgeai.testing.synthetic import housing_frame
-    from tests.support.models import tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-service-"))
     cluster = DurablePostgres()

@@ -1,11 +1,17 @@
 """Typed Prefect Blocks: the shared infrastructure and secrets the flows use.
 
 Register the types with ``prefect block register -m blocks``. Each block owns the one factory
-that builds its client; flows load them by name with :func:`load_block`, which falls back to
-embedded defaults for the default name ``"bridgeai"``.
+that builds its client; flows load them by name with :func:`load_block`: saved blocks against a
+Prefect server (a missing one is an error saying how to create it), the embedded defaults for
+the default name ``"bridgeai"`` when no server is configured.
 """
 
-from blocks._load import DEFAULT_BLOCK_NAME, BlockNotFoundError, load_block
+from blocks._load import (
+    DEFAULT_BLOCK_NAME,
+    BlockNotFoundError,
+    load_block,
+    prefect_server_configured,
+)
 from blocks.data_repository import DataRepository
 from blocks.mlflow_server import MLflowServer
 from blocks.registry import ContainerRegistry
@@ -20,4 +26,5 @@ __all__ = [
     "ObjectStorage",
     "StorageError",
     "load_block",
+    "prefect_server_configured",
 ]

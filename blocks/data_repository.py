@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
+
+if TYPE_CHECKING:
+    from bridgeai.data.repository import DataRepo
 
 
 class DataRepository(Block):
@@ -51,13 +54,14 @@ class DataRepository(Block):
         default="bridgeai-data@localhost", description="E-mail of the data commits' author."
     )
 
-    def repository(self) -> Any:
+    def repository(self) -> DataRepo:
         """The ``bridgeai.data.repository.DataRepo`` client for this repository (not yet opened)."""
-        from bridgeai.data.repository import DataRepo, Identity
+        from bridgeai.data.git import Identity, basic_auth
+        from bridgeai.data.repository import DataRepo
 
         auth = None
         if self.token is not None:
-            auth = DataRepo.basic_auth(self.username, self.token.get_secret_value())
+            auth = basic_auth(self.username, self.token.get_secret_value())
         return DataRepo(
             self.workdir,
             remote_url=self.url,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from bridgeai.model import CHAMPION, REGISTERED_MODEL
+from bridgeai.model import CHAMPION, REGISTERED_MODEL, registry_uri
 from bridgeai.paths import embedded_mlflow_uri, home_dir
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 class MLflowServer(Block):
@@ -65,25 +67,22 @@ class MLflowServer(Block):
             env["MLFLOW_TRACKING_PASSWORD"] = self.password.get_secret_value()
         return env
 
-    def client(self) -> Any:
-        """A configured ``MlflowClient``; also points MLflow's fluent API at this server.
+    def client(self) -> MlflowClient:
+        """An ``MlflowClient`` for this server (:func:`bridgeai.model.mlflow_client.client`).
 
-        MLflow reads basic-auth credentials from the process environment on each request, so
-        they are exported here rather than passed around.
+        No process-global MLflow state is changed, except the basic-auth credentials, which
+        MLflow reads from the environment on each request (exported only when set here).
         """
-        import mlflow
-        from mlflow import MlflowClient
+        from bridgeai.model import mlflow_client
 
-        from bridgeai.model.mlflow_store import prepare_sqlite_store
+        return mlflow_client.client(
+            self.resolved_tracking_uri(),
+            username=self.username,
+            password=self.password.get_secret_value() if self.password else None,
+            artifact_location=self.artifact_location(),
+        )
 
-        os.environ.update(self.env())
-        uri = self.resolved_tracking_uri()
-        prepare_sqlite_store(uri, self.artifact_location())
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-    def ensure_experiment(self, client: Any | None = None) -> str:
+    def ensure_experiment(self, client: MlflowClient | None = None) -> str:
         """Create the experiment if needed (with the embedded artifact root) and return its id."""
         client = client or self.client()
         found = client.get_experiment_by_name(self.experiment)
@@ -95,6 +94,4 @@ class MLflowServer(Block):
 
     def model_uri(self, version: int | str | None = None) -> str:
         """``models:/<name>@<alias>``, or ``models:/<name>/<version>`` when a version is given."""
-        if version is None:
-            return f"models:/{self.registered_model}@{self.alias}"
-        return f"models:/{self.registered_model}/{version}"
+        return registry_uri(self.registered_model, alias=self.alias, version=version)

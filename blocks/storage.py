@@ -8,10 +8,11 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from bridgeai.model.errors import BridgeAIError, is_transient
 from bridgeai.paths import bridgeai_home
 
 
-class StorageError(RuntimeError):
+class StorageError(BridgeAIError):
     """The object storage is unreachable or rejected the request; the message says which."""
 
 
@@ -130,10 +131,13 @@ class ObjectStorage(Block):
                     f"S3 at {self.endpoint_url} rejected the credentials ({code}): check the "
                     f"access_key_id and secret_access_key of the ObjectStorage block"
                 ) from None
-            raise StorageError(f"S3 at {self.endpoint_url} failed: {exc}") from None
+            raise StorageError(
+                f"S3 at {self.endpoint_url} failed: {exc}", transient=is_transient(exc)
+            ) from None
         except EndpointConnectionError:
             raise StorageError(
-                f"S3 at {self.endpoint_url} is unreachable: is it running (`bridgeai status`)?"
+                f"S3 at {self.endpoint_url} is unreachable: is it running (`bridgeai status`)?",
+                transient=True,
             ) from None
 
     # -- settings for other tools ---------------------------------------------------------

@@ -28,31 +28,15 @@ from blocks import ContainerRegistry, MLflowServer, load_block
 from bridgeai.deploy import image
 from bridgeai.deploy.image import DEFAULT_BASE_IMAGE, IMAGE_NAME, ImageRef
 from bridgeai.model.source import ModelInfo
-from flows._tasks import io_retries
+from flows._tasks import IO_RETRIES
 
 
-def _transient(exc: BaseException) -> bool:
-    """Connection blips and registry 5xx retry; bad credentials or a missing model do not."""
-    from bridgeai.model.source import ModelSourceError
-
-    text = str(exc).lower()
-    if isinstance(exc, image.ImagePushError):
-        return any(w in text for w in ("timeout", "connection reset", "eof", " 502 ", " 503 "))
-    if isinstance(exc, ModelSourceError):
-        return text.startswith("downloading")
-    return isinstance(exc, ConnectionError | TimeoutError)
-
-
-_IO_RETRIES = io_retries(_transient)
-
-
-@task(**_IO_RETRIES)
-def fetch_model(model_uri: str, mlflow_block: str, dest: str) -> ModelInfo:
+@task(**IO_RETRIES)
+def fetch_model(model_uri: str, server: MLflowServer, dest: str) -> ModelInfo:
     """Resolve the model URI to a registry version and download its directory into ``dest``."""
-    from bridgeai.model import source as model_source
+    from bridgeai.model import source
 
-    load_block(MLflowServer, mlflow_block).client()  # points MLflow at the block's server
-    _, info = model_source.fetch(model_uri, Path(dest))
+    _, info = source.fetch(model_uri, Path(dest), server.client())
     return info
 
 
@@ -93,10 +77,9 @@ def build_image(
     return {"image_id": image_id, "size_bytes": image.image_size(client, image_id)}
 
 
-@task(**_IO_RETRIES)
-def push_image(repository: str, tag: str, registry_block: str) -> str:
+@task(**IO_RETRIES)
+def push_image(repository: str, tag: str, registry: ContainerRegistry) -> str:
     """Push one tag with the registry block's credentials; return the manifest digest."""
-    registry = load_block(ContainerRegistry, registry_block)
     return image.push(image.connect(), repository, tag, registry.auth_config())
 
 
@@ -166,7 +149,7 @@ def build_model_image(
 
     with tempfile.TemporaryDirectory(prefix="bridgeai-image-") as tmp:
         context, model_dir = Path(tmp) / "context", Path(tmp) / "model"
-        info = fetch_model(uri, mlflow_block, str(model_dir))
+        info = fetch_model(uri, mlflow_server, str(model_dir))
         logger.info(
             "%s resolved to %s version %s (run %s)", uri, info.name, info.version, info.run_id
         )
@@ -177,7 +160,7 @@ def build_model_image(
 
     digest = None
     if push:
-        digests = [push_image(repository, tag, registry_block) for tag in tags]
+        digests = [push_image(repository, tag, registry) for tag in tags]
         digest = digests[0]
     ref = ImageRef(
         repository=repository,

@@ -16,14 +16,15 @@ covers both targets and rollback is a parameter:
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
 from blocks import ContainerRegistry, MLflowServer, ObjectStorage, load_block
-from flows._tasks import io_retries
+from bridgeai.model import source
+from flows._tasks import IO_RETRIES
 
 DEFAULT_NAMESPACE = "bridgeai"
 
@@ -42,58 +43,23 @@ class DeployResult(BaseModel):
     seconds: float = 0.0
 
 
-def _transient(exc: BaseException) -> bool:
-    """Network blips and server-side errors retry; everything a user can fix does not."""
-    from bridgeai.deploy.digests import DigestLookupError
-
-    if isinstance(exc, DigestLookupError):
-        return "unreachable" in str(exc)
-    if isinstance(exc, OSError):  # connection refused/reset, timeouts
-        return True
-    mlflow_error = type(exc).__name__ in ("MlflowException", "RestException")
-    return mlflow_error and "RESOURCE_DOES_NOT_EXIST" not in str(exc)
-
-
-_IO_RETRIES = io_retries(_transient)
-
-
-@task(**_IO_RETRIES)
-def resolve_model_version(mlflow_block: str, model_version: str | None) -> str:
+@task(**IO_RETRIES)
+def resolve_model_version(server: MLflowServer, model_version: str | None) -> str:
     """The registered version to deploy: the champion when none is given; checks it exists."""
-    server = load_block(MLflowServer, mlflow_block)
-    client = server.client()
-    name = server.registered_model
-    if model_version is None:
-        try:
-            found = client.get_model_version_by_alias(name, server.alias)
-        except Exception as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
-                raise ValueError(
-                    f"model {name!r} has no {server.alias!r} alias yet: run model-training "
-                    "(it sets the alias when the metrics pass), or pass model_version"
-                ) from None
-            raise
-        return str(found.version)
-    try:
-        return str(client.get_model_version(name, str(model_version)).version)
-    except Exception as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
-            raise ValueError(
-                f"model {name!r} has no version {model_version}: list versions in the MLflow UI "
-                f"or with MlflowClient().search_model_versions(\"name='{name}'\")"
-            ) from None
-        raise
+    found = source.resolve_version(
+        server.client(), server.registered_model, alias=server.alias, version=model_version
+    )
+    return str(found.version)
 
 
-@task(**_IO_RETRIES)
-def resolve_image(registry_block: str, model_version: str, image: str | None) -> str:
+@task(**IO_RETRIES)
+def resolve_image(registry: ContainerRegistry, model_version: str, image: str | None) -> str:
     """The image by digest: ``image`` if it has one, else the version's tag looked up."""
     from bridgeai.deploy.digests import resolve_digest
     from bridgeai.deploy.kserve import require_digest
 
     if image and "@sha256:" in image:
         return require_digest(image)
-    registry = load_block(ContainerRegistry, registry_block)
     reference = image or f"{registry.repository()}:{model_version}"
     auth = registry.auth_config() or {}
     return resolve_digest(
@@ -108,21 +74,18 @@ def resolve_image(registry_block: str, model_version: str, image: str | None) ->
 def start_local_server(
     model_uri: str,
     model_version: str,
-    mlflow_block: str,
-    storage_block: str,
+    server: MLflowServer,
+    storage: ObjectStorage,
     port: int | None,
     timeout: float,
 ) -> dict[str, Any]:
     """Start the new local server, wait until ready, then stop the previous one.
 
-    The server's environment (tracking URI, S3 credentials) is built here from the blocks, so no
-    credential ever travels as a task input.
+    The server's environment (tracking URI, S3 credentials) is built here from the blocks.
     """
     from bridgeai.deploy import local as local_serving
 
-    mlflow_server = load_block(MLflowServer, mlflow_block)
-    storage = load_block(ObjectStorage, storage_block)
-    env = {**mlflow_server.env(), **storage.mlflow_s3_env()}
+    env = {**server.env(), **storage.mlflow_s3_env()}
     server = local_serving.start(
         model_uri, model_version=model_version, port=port, env=env, timeout=timeout
     )
@@ -134,7 +97,7 @@ def apply_inference_service(
     image: str,
     model_version: str,
     namespace: str,
-    registry_block: str,
+    registry: ContainerRegistry,
     timeout: float,
     kube_context: str | None,
     kube_config: str | None,
@@ -147,7 +110,6 @@ def apply_inference_service(
     from bridgeai.deploy.rollout import DeploymentFailed, deploy, load_api_client
 
     logger = get_run_logger()
-    registry = load_block(ContainerRegistry, registry_block)
     desired = render_inference_service(image, namespace=namespace, model_version=model_version)
     api = load_api_client(context=kube_context, config_file=kube_config)
     try:
@@ -172,59 +134,79 @@ def apply_inference_service(
 
 @flow(name="deploy-model", log_prints=False)
 def deploy_model(
-    target: Literal["local", "kserve"] = Field(
-        default="local",
-        description="local: a model-server process here; kserve: the Kind/Kubernetes cluster.",
-    ),
-    model_version: str | None = Field(
-        default=None,
-        description="Registered model version; empty = the champion. An older one = rollback.",
-    ),
-    image: str | None = Field(
-        default=None,
-        description="kserve: image by digest (repo@sha256:...) from build-model-image; empty = "
-        "the version's tag in the registry, resolved to its digest.",
-    ),
-    namespace: str = Field(
-        default=DEFAULT_NAMESPACE, description="kserve: namespace of the InferenceService."
-    ),
-    timeout_seconds: float = Field(
-        default=600.0, gt=0, le=3600, description="How long to wait for readiness."
-    ),
-    port: int | None = Field(
-        default=None,
-        ge=1,
-        le=65535,
-        description="local: fixed port; empty = a free one (no downtime on a swap).",
-    ),
-    kube_context: str | None = Field(
-        default=None, description="kserve: kubeconfig context; empty = in-cluster or current."
-    ),
-    kube_config: str | None = Field(
-        default=None, description="kserve: kubeconfig path; empty = in-cluster or default."
-    ),
-    mlflow_block: str = Field(default="bridgeai", description="MLflowServer block name."),
-    registry_block: str = Field(
-        default="bridgeai", description="ContainerRegistry block name (kserve pull secret)."
-    ),
-    storage_block: str = Field(
-        default="bridgeai",
-        description="ObjectStorage block name (local: where MLflow artifacts live).",
-    ),
+    target: Annotated[
+        Literal["local", "kserve"],
+        Field(description="local: a model-server process here; kserve: the Kubernetes cluster."),
+    ] = "local",
+    model_version: Annotated[
+        str | None,
+        Field(
+            description="Registered model version; empty = the champion. An older one = rollback."
+        ),
+    ] = None,
+    image: Annotated[
+        str | None,
+        Field(
+            description="kserve: image by digest (repo@sha256:...) from build-model-image; empty "
+            "= the version's tag in the registry, resolved to its digest."
+        ),
+    ] = None,
+    namespace: Annotated[
+        str, Field(description="kserve: namespace of the InferenceService.")
+    ] = DEFAULT_NAMESPACE,
+    timeout_seconds: Annotated[
+        float, Field(gt=0, le=3600, description="How long to wait for readiness.")
+    ] = 600.0,
+    port: Annotated[
+        int | None,
+        Field(ge=1, le=65535, description="local: fixed port; empty = a free one (no downtime)."),
+    ] = None,
+    kube_context: Annotated[
+        str | None, Field(description="kserve: kubeconfig context; empty = in-cluster or current.")
+    ] = None,
+    kube_config: Annotated[
+        str | None, Field(description="kserve: kubeconfig path; empty = in-cluster or default.")
+    ] = None,
+    mlflow_block: Annotated[str, Field(description="MLflowServer block name.")] = "bridgeai",
+    registry_block: Annotated[
+        str, Field(description="ContainerRegistry block name (kserve pull secret).")
+    ] = "bridgeai",
+    storage_block: Annotated[
+        str, Field(description="ObjectStorage block name (local: where MLflow artifacts live).")
+    ] = "bridgeai",
 ) -> DeployResult:
     """Deploy a registered model version locally or on KServe, and return its v2 URL.
 
     Rollback: run it with ``model_version`` set to an earlier version.
+
+    Args:
+        target: local (a model-server process here) or kserve (the Kubernetes cluster).
+        model_version: Registered model version; empty = the champion; older = rollback.
+        image: kserve: image by digest (repo@sha256:...) from build-model-image; empty = the
+            version's tag in the registry, resolved to its digest.
+        namespace: kserve: namespace of the InferenceService.
+        timeout_seconds: How long to wait for readiness.
+        port: local: fixed port; empty = a free one (no downtime on a swap).
+        kube_context: kserve: kubeconfig context; empty = in-cluster or current.
+        kube_config: kserve: kubeconfig path; empty = in-cluster or default.
+        mlflow_block: MLflowServer block name.
+        registry_block: ContainerRegistry block name (kserve pull secret).
+        storage_block: ObjectStorage block name (local: where MLflow artifacts live).
+
+    Returns:
+        What was deployed where, and the v2 infer URL that serves it.
     """
     logger = get_run_logger()
     started = time.monotonic()
     mlflow_server = load_block(MLflowServer, mlflow_block)
-    version = resolve_model_version(mlflow_block, model_version)
+    registry = load_block(ContainerRegistry, registry_block)
+    storage = load_block(ObjectStorage, storage_block)
+    version = resolve_model_version(mlflow_server, model_version)
     model_uri = mlflow_server.model_uri(version)
     logger.info("deploying %s (version %s) to %s", model_uri, version, target)
     if target == "local":
         started_server = start_local_server(
-            model_uri, version, mlflow_block, storage_block, port, timeout_seconds
+            model_uri, version, mlflow_server, storage, port, timeout_seconds
         )
         result = DeployResult(
             target="local",
@@ -235,12 +217,12 @@ def deploy_model(
             action="started",
         )
     else:
-        digest_ref = resolve_image(registry_block, version, image)
+        digest_ref = resolve_image(registry, version, image)
         applied = apply_inference_service(
             digest_ref,
             version,
             namespace,
-            registry_block,
+            registry,
             timeout_seconds,
             kube_context,
             kube_config,

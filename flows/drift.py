@@ -14,7 +14,6 @@ sides, compare, draw and store the Evidently report, publish artifacts, and emit
 from __future__ import annotations
 
 import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -27,10 +26,15 @@ from prefect.artifacts import (
 )
 from pydantic import Field
 
-from bridgeai.drift import analysis as drift
-from bridgeai.drift.analysis import DriftInputError, DriftResult
-from bridgeai.drift.stats import format_score
-from flows._tasks import IN_PROCESS, io_retries, is_transient
+from blocks import DataRepository, MLflowServer, ObjectStorage, load_block
+from bridgeai.data import versions as data_versions
+from bridgeai.drift import analysis, report
+from bridgeai.drift import storage as report_storage
+from bridgeai.drift.result import ColumnSpec, DriftResult, column_specs
+from bridgeai.drift.stats import DriftInputError, check_methods, format_score
+from bridgeai.model import source
+from bridgeai.service import prediction_log
+from flows._tasks import IN_PROCESS, IO_RETRIES
 
 #: Name of the event emitted when drift reaches the threshold (prefect.yaml triggers on it).
 DRIFT_EVENT = "bridgeai.drift.detected"
@@ -39,59 +43,33 @@ DATABASE_URL_ENV = "BRIDGEAI_DATABASE_URL"
 PRODUCTION = "production"
 
 
-def _is_transient(exc: BaseException | None) -> bool:
-    """A network hiccup worth retrying, or a prediction-log database that did not answer."""
-    if is_transient(exc):
-        return True
-    while exc is not None:
-        if "cannot read the prediction log" in str(exc):  # PredictionLogError: unreachable DB
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-_IO_RETRIES = io_retries(_is_transient)
-
-
 # -- I/O tasks ------------------------------------------------------------------------------
-@task(name="champion-data-version", **_IO_RETRIES)
-def champion_data_version(mlflow_block: str) -> str:
-    """The data version the champion model was trained on (its ``data_version`` tag)."""
-    from blocks import MLflowServer, load_block
-
-    server = load_block(MLflowServer, mlflow_block)
-    return drift.champion_data_version(server.client(), server.registered_model, server.alias)
+@task(name="champion", **IO_RETRIES)
+def champion(server: MLflowServer) -> Any:
+    """The registered version holding the serving alias (the champion)."""
+    return source.resolve_version(server.client(), server.registered_model, alias=server.alias)
 
 
-@task(name="load-train-split", **_IO_RETRIES, **IN_PROCESS)
+@task(name="load-train-split", **IO_RETRIES, **IN_PROCESS)
 def load_train_split(
-    tag: str, storage_block: str, repository_block: str
+    tag: str, storage: ObjectStorage, repository: DataRepository
 ) -> tuple[str, pl.DataFrame]:
     """The train split of data version ``tag``, and the concrete tag it resolved to."""
-    from blocks import DataRepository, ObjectStorage, load_block
-    from bridgeai.data import versions as data_versions
-
-    storage = load_block(ObjectStorage, storage_block)
-    repository = load_block(DataRepository, repository_block)
     version = data_versions.describe(tag, repository=repository)
     frame = data_versions.load_split(version.tag, "train", storage=storage, repository=repository)
     return version.tag, frame
 
 
-@task(name="read-prediction-window", **_IO_RETRIES, **IN_PROCESS)
+@task(name="read-prediction-window", **IO_RETRIES, **IN_PROCESS)
 def read_prediction_window(
     start: datetime, end: datetime, database_url_secret: str | None
 ) -> tuple[pl.DataFrame, str]:
     """Logged successful predictions in ``[start, end)``, and the (redacted) database URL."""
-    from bridgeai.service import prediction_log
-
     url = _database_url(database_url_secret)
     return prediction_log.read_window(url, start, end), prediction_log.redacted(url)
 
 
 def _database_url(secret_block: str | None) -> str:
-    from bridgeai.service import prediction_log
-
     if secret_block:
         from prefect.blocks.system import Secret
 
@@ -99,37 +77,28 @@ def _database_url(secret_block: str | None) -> str:
     return os.environ.get(DATABASE_URL_ENV) or prediction_log.default_database_url()
 
 
-@task(name="score-reference", **_IO_RETRIES, **IN_PROCESS)
-def score_reference(reference: pl.DataFrame, mlflow_block: str) -> tuple[pl.Series, str]:
-    """The champion's predictions for the reference rows, and which model version made them."""
-    import mlflow
-
-    from blocks import MLflowServer, load_block
-
-    server = load_block(MLflowServer, mlflow_block)
-    version = drift.champion_version(server.client(), server.registered_model, server.alias)
-    with tempfile.TemporaryDirectory(prefix="bridgeai-drift-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=server.model_uri(version.version), dst_path=tmp
-        )
-        return drift.predict_prices(local, reference), str(version.version)
+@task(name="score-reference", **IO_RETRIES, **IN_PROCESS)
+def score_reference(reference: pl.DataFrame, server: MLflowServer, version: str) -> pl.Series:
+    """The champion's predictions for the reference rows."""
+    model, _ = source.load(server.model_uri(version), server.client())
+    return analysis.predict_prices(model, reference)
 
 
-@task(name="store-report", **_IO_RETRIES)
-def store_report(report: drift.RenderedReport, storage_block: str) -> drift.ReportLocation:
+@task(name="store-report", **IO_RETRIES)
+def store_report(
+    rendered: report.RenderedReport, storage: ObjectStorage
+) -> report_storage.ReportLocation:
     """Upload the HTML and JSON to the reports bucket."""
-    from blocks import ObjectStorage, load_block
-
-    return drift.upload_report(load_block(ObjectStorage, storage_block), report)
+    return report_storage.upload_report(storage, rendered)
 
 
 # -- pure tasks -------------------------------------------------------------------------------
 @task(name="compare", **IN_PROCESS)
 def compare(
-    reference: pl.DataFrame, current: pl.DataFrame, specs: list[drift.ColumnSpec], **kwargs: Any
+    reference: pl.DataFrame, current: pl.DataFrame, specs: list[ColumnSpec], **kwargs: Any
 ) -> DriftResult:
     """Per-column tests on every row (see :func:`bridgeai.drift.analysis.analyse`)."""
-    return drift.analyse(reference, current, specs, **kwargs)
+    return analysis.analyse(reference, current, specs, **kwargs)
 
 
 @task(name="render-report", **IN_PROCESS)
@@ -137,11 +106,11 @@ def render_report(
     reference: pl.DataFrame,
     current: pl.DataFrame,
     result: DriftResult,
-    specs: list[drift.ColumnSpec],
+    specs: list[ColumnSpec],
     sample_rows: int,
-) -> drift.RenderedReport:
+) -> report.RenderedReport:
     """Evidently's HTML and JSON report (charts sampled, scores from all rows)."""
-    return drift.render_report(reference, current, result, specs, sample_rows=sample_rows)
+    return report.render_report(reference, current, result, specs, sample_rows=sample_rows)
 
 
 # -- the flow ---------------------------------------------------------------------------------
@@ -210,7 +179,7 @@ def drift_monitoring(
     report_sample_rows: Annotated[
         int,
         Field(ge=100, description="Rows per side drawn in the HTML charts (scores use all)."),
-    ] = drift.DEFAULT_SAMPLE_ROWS,
+    ] = report.DEFAULT_SAMPLE_ROWS,
     emit_drift_event: Annotated[
         bool, Field(description="Emit bridgeai.drift.detected when dataset drift is detected.")
     ] = True,
@@ -267,13 +236,16 @@ def drift_monitoring(
     notes: list[str] = []
     # Fail on a bad test name before loading anything (it may import Evidently: seconds, not
     # minutes of loading first).
-    specs = drift.column_specs(target=not production, prediction=production and prediction_drift)
-    drift.check_methods(per_column_method, specs)
+    specs = column_specs(target=not production, prediction=production and prediction_drift)
+    check_methods(per_column_method, specs)
+    server = load_block(MLflowServer, mlflow_block)
+    storage = load_block(ObjectStorage, storage_block)
+    repository = load_block(DataRepository, repository_block)
 
     if reference is None:
-        reference = champion_data_version(mlflow_block)
+        reference = analysis.reference_data_version(_champion_or_explain(server))
         logger.info("Reference: %s, the champion's training data", reference)
-    reference_tag, reference_frame = load_train_split(reference, storage_block, repository_block)
+    reference_tag, reference_frame = load_train_split(reference, storage, repository)
 
     window: tuple[datetime, datetime] | None = None
     if production:
@@ -281,7 +253,7 @@ def drift_monitoring(
         current_frame, source = read_prediction_window(*window, database_url_secret)
         current_name = PRODUCTION
         if current_frame.height == 0:
-            result = drift.no_rows_result(
+            result = analysis.no_rows_result(
                 reference_name=reference_tag,
                 reference_rows=reference_frame.height,
                 window=window,
@@ -293,10 +265,10 @@ def drift_monitoring(
             return result
         if prediction_drift:
             reference_frame, specs = _with_reference_predictions(
-                reference_frame, current_frame, specs, mlflow_block, notes
+                reference_frame, current_frame, specs, server, notes
             )
     else:
-        current_name, current_frame = load_train_split(current, storage_block, repository_block)
+        current_name, current_frame = load_train_split(current, storage, repository)
 
     result = compare(
         reference_frame,
@@ -312,14 +284,14 @@ def drift_monitoring(
         notes=notes,
     )
     logger.info("%s vs %s: %s", reference_tag, current_name, result.message)
-    report = render_report(reference_frame, current_frame, result, specs, report_sample_rows)
-    location = store_report(report, storage_block)
+    rendered = render_report(reference_frame, current_frame, result, specs, report_sample_rows)
+    location = store_report(rendered, storage)
     result = result.model_copy(
-        update={**location.model_dump(), "report_sample_rows": report.sample_rows}
+        update={**location.model_dump(), "report_sample_rows": rendered.sample_rows}
     )
     logger.info("Report: %s (%s)", location.report_uri, location.report_url)
     if result.drift_detected and emit_drift_event:
-        event = _emit_drift_event(result, mlflow_block)
+        event = _emit_drift_event(result, server.registered_model)
         result = result.model_copy(update={"event_id": str(event.id) if event else None})
         logger.warning("Drift detected: emitted %s (%s)", DRIFT_EVENT, result.event_id)
     _publish(result)
@@ -343,13 +315,20 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _champion_or_explain(server: MLflowServer) -> Any:
+    try:
+        return champion(server)
+    except source.ModelNotFound as exc:
+        raise DriftInputError(f"{exc}; or pass reference='data-vX.Y.Z'") from None
+
+
 def _with_reference_predictions(
     reference: pl.DataFrame,
     current: pl.DataFrame,
-    specs: list[drift.ColumnSpec],
-    mlflow_block: str,
+    specs: list[ColumnSpec],
+    server: MLflowServer,
     notes: list[str],
-) -> tuple[pl.DataFrame, list[drift.ColumnSpec]]:
+) -> tuple[pl.DataFrame, list[ColumnSpec]]:
     """Add the champion's predictions to the reference, or drop prediction drift with a note.
 
     Logged predictions are compared with the same model's predictions on the reference rows,
@@ -358,11 +337,12 @@ def _with_reference_predictions(
     """
     logger = get_run_logger()
     try:
-        predictions, version = score_reference(reference, mlflow_block)
-    except DriftInputError as exc:
+        version = str(champion(server).version)
+    except source.ModelNotFound as exc:
         notes.append(f"Prediction drift not compared: {exc}")
         logger.warning(notes[-1])
         return reference, [s for s in specs if s.role != "prediction"]
+    predictions = score_reference(reference, server, version)
     served = sorted(set(current["model_version"].drop_nulls().to_list()))
     if served and served != [version]:
         notes.append(
@@ -373,13 +353,10 @@ def _with_reference_predictions(
     return reference.with_columns(predictions), specs
 
 
-def _emit_drift_event(result: DriftResult, mlflow_block: str) -> Any:
+def _emit_drift_event(result: DriftResult, model: str) -> Any:
     """Emit ``bridgeai.drift.detected`` about the registered model, carrying the figures."""
     from prefect.events import emit_event
 
-    from blocks import MLflowServer, load_block
-
-    model = load_block(MLflowServer, mlflow_block).registered_model
     related = [
         {
             "prefect.resource.id": f"bridgeai.data-version.{result.reference}",

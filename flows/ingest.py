@@ -29,16 +29,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import Field
 
 from blocks import DataRepository, ObjectStorage, load_block
-from bridgeai.data import ingestion
+from bridgeai.data import cleaning, download, validation
 from bridgeai.data import versions as data_versions
 from bridgeai.data.repository import DataRepo, redact_url
 from bridgeai.data.split import split_frame
 from bridgeai.data.versions import Bump, DataVersion, SplitParams
-from flows._tasks import IN_PROCESS, io_retries
-
-# Ingestion's errors say themselves whether they are transient (DataRepoError, StorageError,
-# DownloadError carry ``transient``): a wrong S3 key must fail at once, not after three retries.
-_IO_RETRIES = io_retries(lambda exc: bool(getattr(exc, "transient", False)))
+from flows._tasks import IN_PROCESS, IO_RETRIES
 
 
 @dataclass
@@ -52,15 +48,15 @@ class Prepared:
 
 
 # -- I/O tasks ----------------------------------------------------------------------------------
-@task(name="download-source", **_IO_RETRIES, **IN_PROCESS)
+@task(name="download-source", **IO_RETRIES, **IN_PROCESS)
 def download_source(source: str, storage: ObjectStorage, directory: Path) -> Path:
     """Fetch the CSV (http(s) streamed with a timeout, s3:// via the storage block, or a path)."""
-    path = ingestion.download(source, directory, storage=storage)
+    path = download.download(source, directory, storage=storage)
     get_run_logger().info("Read %s (%d bytes)", redact_url(source), path.stat().st_size)
     return path
 
 
-@task(name="check-existing-version", **_IO_RETRIES, **IN_PROCESS)
+@task(name="check-existing-version", **IO_RETRIES, **IN_PROCESS)
 def check_existing_version(repo: DataRepo, checksum: str, remote_url: str) -> DataVersion | None:
     """Sync the data repository; return the version that already holds this content, if any."""
     repo.open(sync=True)
@@ -75,13 +71,13 @@ def stage_version(
     return repo.stage(prepared.splits, metadata, storage.dvc_remote())
 
 
-@task(name="push-data", **_IO_RETRIES, **IN_PROCESS)
+@task(name="push-data", **IO_RETRIES, **IN_PROCESS)
 def push_data(repo: DataRepo, storage: ObjectStorage) -> int:
     """``dvc push`` the splits to the storage's DVC remote (credentials only in memory)."""
     return repo.push_data(data_versions.remote_config(storage))
 
 
-@task(name="commit-version", **_IO_RETRIES, **IN_PROCESS)
+@task(name="commit-version", **IO_RETRIES, **IN_PROCESS)
 def commit_version(repo: DataRepo, tag: str, message: str) -> str:
     """Commit the pointers, tag the version, move data-latest/data-previous, push (atomic)."""
     return repo.commit_version(tag, message)
@@ -92,8 +88,8 @@ def commit_version(repo: DataRepo, tag: str, message: str) -> str:
 def validate_source(path: Path, source: str) -> pl.DataFrame:
     """Check every schema rule at once; on failure publish the problems and raise."""
     try:
-        return ingestion.parse(ingestion.read_csv(path, source), source)
-    except ingestion.ValidationError as exc:
+        return validation.parse(validation.read_csv(path, source), source)
+    except validation.ValidationError as exc:
         create_markdown_artifact(
             key="data-validation", markdown=_problems_markdown(exc), description=str(exc)[:200]
         )
@@ -103,15 +99,15 @@ def validate_source(path: Path, source: str) -> pl.DataFrame:
 @task(name="clean-and-split", **IN_PROCESS)
 def clean_and_split(frame: pl.DataFrame, params: SplitParams) -> Prepared:
     """Drop duplicates and rows with no price, split train/val/test, checksum the content."""
-    cleaned = ingestion.clean(frame)
+    cleaned = cleaning.clean(frame)
     if cleaned.frame.height == 0:
         raise ValueError("no rows with a price are left after cleaning: check the source")
     splits = split_frame(cleaned.frame, params.test_size, params.val_size, params.seed)
     return Prepared(
         splits=splits,
-        checksum=ingestion.checksum(cleaned.frame, params.model_dump()),
+        checksum=cleaning.checksum(cleaned.frame, params.model_dump()),
         cleaning=cleaned.report(),
-        columns=ingestion.column_summary(cleaned.frame),
+        columns=cleaning.column_summary(cleaned.frame),
     )
 
 
@@ -165,7 +161,7 @@ def data_ingestion(
     """
     logger = get_run_logger()
     started = time.perf_counter()
-    source = str(source or ingestion.default_source())
+    source = str(source or download.default_source())
     _refuse_inline_credentials(source)
     shown = redact_url(source)
     params = SplitParams(test_size=test_size, val_size=val_size, seed=seed)
@@ -264,7 +260,7 @@ def _publish(version: DataVersion, prepared: Prepared) -> None:
     )
 
 
-def _problems_markdown(error: ingestion.ValidationError) -> str:
+def _problems_markdown(error: validation.ValidationError) -> str:
     lines = [
         f"# Validation failed: {error.source}",
         "",

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from blocks import DataRepository, MLflowServer, ObjectStorage, load_block
+from bridgeai.data import versions as data_versions
 from bridgeai.data.versions import DataVersion
 from bridgeai.deploy.image import ImageRef
 from bridgeai.drift.analysis import DriftResult
 from bridgeai.service.smoke import SmokeResult
-from flows._tasks import io_retries
+from flows._tasks import IO_RETRIES
 from flows.build_image import build_model_image
 from flows.deploy import DeployResult, deploy_model
 from flows.drift import drift_monitoring
@@ -94,13 +97,10 @@ def docker_engine() -> str | None:
     return None
 
 
-@task(cache_policy=NO_CACHE, **io_retries())
-def previous_data_version(tag: str, repository_block: str) -> str | None:
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def previous_data_version(tag: str, repository: DataRepository) -> str | None:
     """The version tagged just before ``tag``, or None for the first one."""
-    from blocks import DataRepository, load_block
-    from bridgeai.data.versions import list_data_versions
-
-    tags = list_data_versions(repository=load_block(DataRepository, repository_block))
+    tags = data_versions.list_data_versions(repository=repository)
     index = tags.index(tag) if tag in tags else len(tags)
     return tags[index - 1] if index > 0 else None
 
@@ -111,16 +111,14 @@ def smoke_predictions(
     data_version: str,
     rows: int,
     service_url: str | None,
-    storage_block: str,
-    repository_block: str,
+    storage: ObjectStorage,
+    repository: DataRepository,
 ) -> SmokeResult:
     """Post held-out houses through the prediction service and check the answers.
 
     Locally the service is (re)started in front of the freshly deployed model server; with
     ``service_url`` the running service there is used instead.
     """
-    from blocks import DataRepository, ObjectStorage, load_block
-    from bridgeai.data.versions import load_split
     from bridgeai.deploy import local as local_serving
     from bridgeai.service.smoke import run_smoke
 
@@ -130,12 +128,7 @@ def smoke_predictions(
         service = local_serving.start_service(base)
         service_url = service.base_url
         logger.info("prediction service at %s (log %s)", service_url, service.log_file)
-    test = load_split(
-        data_version,
-        "test",
-        storage=load_block(ObjectStorage, storage_block),
-        repository=load_block(DataRepository, repository_block),
-    )
+    test = data_versions.load_split(data_version, "test", storage=storage, repository=repository)
     houses = test.head(rows).to_dicts()
     api_key = os.environ.get("BRIDGEAI_API_KEY")
     result = run_smoke(service_url, houses, api_key=api_key)
@@ -169,49 +162,61 @@ def wait_for_prediction_log(expected: int, start: datetime, timeout: float = 30.
 # -- the flow -------------------------------------------------------------------------------------
 @flow(name="mlops-pipeline")
 def mlops_pipeline(
-    source: str | None = Field(
-        default=None,
-        description="Housing CSV: http(s) URL, s3:// URI or local path. Empty: "
-        "$BRIDGEAI_DATA_SOURCE, else the original's public HousingData.csv.",
-    ),
-    deploy_as_code: bool = Field(
-        default=True,
-        description="The original's switch: chain on to image, deployment, smoke test and "
-        "drift; off: stop after training.",
-    ),
-    force_deploy: bool = Field(
-        default=False, description="Build and deploy even when the new model was not promoted."
-    ),
-    target: Literal["local", "kserve"] = Field(
-        default="local",
-        description="local: model server and prediction service as processes here; kserve: "
-        "the InferenceService on the cluster.",
-    ),
-    build_image: Literal["auto", "always", "never"] = Field(
-        default="auto",
-        description="auto: build and push when a Docker engine is reachable (required for "
-        "kserve); always: fail without one; never: skip.",
-    ),
-    base_image: str | None = Field(
-        default=None,
-        description="Base image for the model image. Empty: $BRIDGEAI_BASE_IMAGE, else the "
-        "build flow's default (python:3.11-slim).",
-    ),
-    smoke_rows: int = Field(
-        default=20, ge=0, le=1000, description="Held-out houses sent through the service."
-    ),
-    service_url: str | None = Field(
-        default=None,
-        description="kserve: base URL of the prediction service in the cluster. Empty with "
-        "target local: started here.",
-    ),
-    drift_share_threshold: float = Field(
-        default=0.5, gt=0, le=1, description="Share of drifted columns that means drift."
-    ),
-    storage_block: str = Field(default="bridgeai", description="ObjectStorage block name."),
-    mlflow_block: str = Field(default="bridgeai", description="MLflowServer block name."),
-    registry_block: str = Field(default="bridgeai", description="ContainerRegistry block name."),
-    repository_block: str = Field(default="bridgeai", description="DataRepository block name."),
+    source: Annotated[
+        str | None,
+        Field(
+            description="Housing CSV: http(s) URL, s3:// URI or local path. Empty: "
+            "$BRIDGEAI_DATA_SOURCE, else the original's public HousingData.csv."
+        ),
+    ] = None,
+    deploy_as_code: Annotated[
+        bool,
+        Field(
+            description="The original's switch: chain on to image, deployment, smoke test and "
+            "drift; off: stop after training."
+        ),
+    ] = True,
+    force_deploy: Annotated[
+        bool, Field(description="Build and deploy even when the new model was not promoted.")
+    ] = False,
+    target: Annotated[
+        Literal["local", "kserve"],
+        Field(
+            description="local: model server and prediction service as processes here; kserve: "
+            "the InferenceService on the cluster."
+        ),
+    ] = "local",
+    build_image: Annotated[
+        Literal["auto", "always", "never"],
+        Field(
+            description="auto: build and push when a Docker engine is reachable (required for "
+            "kserve); always: fail without one; never: skip."
+        ),
+    ] = "auto",
+    base_image: Annotated[
+        str | None,
+        Field(
+            description="Base image for the model image. Empty: $BRIDGEAI_BASE_IMAGE, else the "
+            "build flow's default (python:3.11-slim)."
+        ),
+    ] = None,
+    smoke_rows: Annotated[
+        int, Field(ge=0, le=1000, description="Held-out houses sent through the service.")
+    ] = 20,
+    service_url: Annotated[
+        str | None,
+        Field(
+            description="kserve: base URL of the prediction service in the cluster. Empty with "
+            "target local: started here."
+        ),
+    ] = None,
+    drift_share_threshold: Annotated[
+        float, Field(gt=0, le=1, description="Share of drifted columns that means drift.")
+    ] = 0.5,
+    storage_block: Annotated[str, Field(description="ObjectStorage block name.")] = "bridgeai",
+    mlflow_block: Annotated[str, Field(description="MLflowServer block name.")] = "bridgeai",
+    registry_block: Annotated[str, Field(description="ContainerRegistry block name.")] = "bridgeai",
+    repository_block: Annotated[str, Field(description="DataRepository block name.")] = "bridgeai",
 ) -> PipelineResult:
     """Run every stage of the BridgeAI pipeline, each as a subflow.
 
@@ -220,14 +225,39 @@ def mlops_pipeline(
     it, and send held-out houses through the prediction service; finally compare the data with
     the previous data version for drift (or, for the first version, the smoke traffic with the
     training data).
+
+    Args:
+        source: Housing CSV: http(s) URL, s3:// URI or local path. Empty: $BRIDGEAI_DATA_SOURCE,
+            else the original's public HousingData.csv.
+        deploy_as_code: The original's switch: chain on to image, deployment, smoke test and
+            drift; off: stop after training.
+        force_deploy: Build and deploy even when the new model was not promoted.
+        target: local (processes here) or kserve (the InferenceService on the cluster).
+        build_image: auto (when a Docker engine is reachable), always, or never.
+        base_image: Base image for the model image (default $BRIDGEAI_BASE_IMAGE, else
+            python:3.11-slim).
+        smoke_rows: Held-out houses sent through the prediction service.
+        service_url: kserve: base URL of the cluster's prediction service.
+        drift_share_threshold: Share of drifted columns that means drift.
+        storage_block: ObjectStorage block name.
+        mlflow_block: MLflowServer block name.
+        registry_block: ContainerRegistry block name.
+        repository_block: DataRepository block name.
     """
     logger = get_run_logger()
     began = time.monotonic()
-    blocks = {"storage_block": storage_block, "repository_block": repository_block}
+    names = _Blocks(storage_block, mlflow_block, registry_block, repository_block)
 
-    data = data_ingestion(source=source, **blocks)
+    data = data_ingestion(
+        source=source, storage_block=storage_block, repository_block=repository_block
+    )
     logger.info("data: %s (%s)", data.tag, "new" if data.created else "unchanged content")
-    training = model_training(data_version=data.tag, mlflow_block=mlflow_block, **blocks)
+    training = model_training(
+        data_version=data.tag,
+        mlflow_block=mlflow_block,
+        storage_block=storage_block,
+        repository_block=repository_block,
+    )
     result = PipelineResult(data=data, training=training)
 
     if not deploy_as_code:
@@ -239,51 +269,56 @@ def mlops_pipeline(
     else:
         _deploy_stages(
             result,
+            names,
             target=target,
             build_image=build_image,
             base_image=base_image or os.environ.get(DEFAULT_BASE_IMAGE_ENV),
             smoke_rows=smoke_rows,
             service_url=service_url,
-            storage_block=storage_block,
-            mlflow_block=mlflow_block,
-            registry_block=registry_block,
-            repository_block=repository_block,
         )
 
     if deploy_as_code:
-        _drift_stage(result, drift_share_threshold, storage_block, mlflow_block, repository_block)
+        _drift_stage(result, names, drift_share_threshold)
     result.seconds = round(time.monotonic() - began, 1)
     create_markdown_artifact(key="mlops-pipeline", markdown=_summary(result))
     return result
 
 
+@dataclass(frozen=True)
+class _Blocks:
+    """The block names the stages share, passed on to every subflow."""
+
+    storage: str
+    mlflow: str
+    registry: str
+    repository: str
+
+
 def _deploy_stages(
     result: PipelineResult,
+    names: _Blocks,
     *,
-    target: str,
+    target: Literal["local", "kserve"],
     build_image: str,
     base_image: str | None,
     smoke_rows: int,
     service_url: str | None,
-    storage_block: str,
-    mlflow_block: str,
-    registry_block: str,
-    repository_block: str,
 ) -> None:
     logger = get_run_logger()
     version = result.training.model_version
-    image_args: dict[str, Any] = {"mlflow_block": mlflow_block, "registry_block": registry_block}
-    if base_image:
-        image_args["base_image"] = base_image
     if build_image == "never":
         result.image_note = "build_image is never: skipped"
     else:
         unavailable = docker_engine()
         if unavailable is None or build_image == "always":
-            from blocks import MLflowServer, load_block
-
-            model_uri = load_block(MLflowServer, mlflow_block).model_uri(version)
-            result.image = build_model_image(model_uri=model_uri, **image_args)
+            model_uri = load_block(MLflowServer, names.mlflow).model_uri(version)
+            image_args: dict[str, Any] = {"base_image": base_image} if base_image else {}
+            result.image = build_model_image(
+                model_uri=model_uri,
+                mlflow_block=names.mlflow,
+                registry_block=names.registry,
+                **image_args,
+            )
             result.image_note = f"built and pushed {result.image.reference}"
         else:
             result.image_note = "no Docker engine: skipped"
@@ -294,12 +329,12 @@ def _deploy_stages(
             f"{result.image_note}. Point DOCKER_HOST at an engine or use target local"
         )
     result.deployment = deploy_model(
-        target=target,  # type: ignore[arg-type]
+        target=target,
         model_version=version,
         image=result.image.reference if result.image else None,
-        mlflow_block=mlflow_block,
-        registry_block=registry_block,
-        storage_block=storage_block,
+        mlflow_block=names.mlflow,
+        registry_block=names.registry,
+        storage_block=names.storage,
     )
     if smoke_rows == 0:
         result.smoke_note = "smoke_rows is 0: skipped"
@@ -311,27 +346,23 @@ def _deploy_stages(
             result.data.tag,
             smoke_rows,
             service_url,
-            storage_block,
-            repository_block,
+            load_block(ObjectStorage, names.storage),
+            load_block(DataRepository, names.repository),
         )
 
 
-def _drift_stage(
-    result: PipelineResult,
-    threshold: float,
-    storage_block: str,
-    mlflow_block: str,
-    repository_block: str,
-) -> None:
-    blocks = {
-        "storage_block": storage_block,
-        "mlflow_block": mlflow_block,
-        "repository_block": repository_block,
-        "drift_share_threshold": threshold,
-    }
-    previous = previous_data_version(result.data.tag, repository_block)
+def _drift_stage(result: PipelineResult, names: _Blocks, threshold: float) -> None:
+    repository = load_block(DataRepository, names.repository)
+    previous = previous_data_version(result.data.tag, repository)
     if previous is not None:
-        result.drift = drift_monitoring(reference=previous, current=result.data.tag, **blocks)
+        result.drift = drift_monitoring(
+            reference=previous,
+            current=result.data.tag,
+            drift_share_threshold=threshold,
+            storage_block=names.storage,
+            mlflow_block=names.mlflow,
+            repository_block=names.repository,
+        )
     elif result.smoke is not None and result.deployment and result.deployment.target == "local":
         start = datetime.fromtimestamp(result.smoke.started_at, UTC) - timedelta(seconds=1)
         wait_for_prediction_log(result.smoke.requests, start)
@@ -340,7 +371,10 @@ def _drift_stage(
             current="production",
             window_start=start,
             window_end=datetime.now(UTC) + timedelta(seconds=1),
-            **blocks,
+            drift_share_threshold=threshold,
+            storage_block=names.storage,
+            mlflow_block=names.mlflow,
+            repository_block=names.repository,
         )
     else:
         result.drift_note = "first data version and no production traffic: nothing to compare"

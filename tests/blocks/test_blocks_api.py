@@ -14,6 +14,7 @@ from blocks import (
     MLflowServer,
     ObjectStorage,
     load_block,
+    prefect_server_configured,
 )
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -58,21 +59,49 @@ def test_blocks_round_trip_with_secrets_masked_in_the_api() -> None:
     }
 
 
-def test_default_name_falls_back_to_embedded_defaults_but_a_chosen_name_must_exist() -> None:
-    storage = load_block(ObjectStorage, DEFAULT_BLOCK_NAME)
-    assert storage.is_local
-    server = load_block(MLflowServer)
-    assert server.resolved_tracking_uri().startswith("sqlite:///")
-    with pytest.raises(BlockNotFoundError, match="no-such-block"):
+def test_embedded_mode_uses_the_defaults_without_asking_prefect() -> None:
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE,
+        temporary_settings,
+    )
+
+    # No server configured, and none may be started: any call to Prefect would fail.
+    with temporary_settings(
+        updates={PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: False}, restore_defaults={PREFECT_API_URL}
+    ):
+        assert not prefect_server_configured()
+        storage = load_block(ObjectStorage, DEFAULT_BLOCK_NAME)
+        assert storage.is_local
+        assert load_block(MLflowServer).resolved_tracking_uri().startswith("sqlite:///")
+        with pytest.raises(BlockNotFoundError, match="no Prefect server is configured"):
+            load_block(ObjectStorage, "chosen-name")
+
+
+def test_against_a_server_a_missing_block_is_an_error_that_says_how_to_create_it() -> None:
+    assert prefect_server_configured()
+    with pytest.raises(BlockNotFoundError) as missing:
         load_block(ObjectStorage, "no-such-block")
+    message = str(missing.value)
+    assert "ObjectStorage block (type bridgeai-object-storage) named 'no-such-block'" in message
+    assert "bridgeai up" in message and ".save('no-such-block')" in message
+    # The default name is no exception: without a saved block there are no defaults.
+    saved = load_block(ContainerRegistry)
+    ContainerRegistry.delete(DEFAULT_BLOCK_NAME)
+    try:
+        with pytest.raises(BlockNotFoundError, match=r"ContainerRegistry block .* 'bridgeai'"):
+            load_block(ContainerRegistry)
+    finally:
+        saved.save(DEFAULT_BLOCK_NAME, overwrite=True)
 
 
-def test_saved_default_block_wins_over_the_embedded_default() -> None:
+def test_saved_default_block_is_what_the_flows_load() -> None:
+    before = load_block(MLflowServer)
     MLflowServer(tracking_uri="http://127.0.0.1:5999").save(DEFAULT_BLOCK_NAME, overwrite=True)
     try:
         assert load_block(MLflowServer).tracking_uri == "http://127.0.0.1:5999"
     finally:
-        MLflowServer.delete(DEFAULT_BLOCK_NAME)
+        before.save(DEFAULT_BLOCK_NAME, overwrite=True)
     assert load_block(MLflowServer).tracking_uri is None
 
 

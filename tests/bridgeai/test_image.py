@@ -10,8 +10,8 @@ import pytest
 from bridgeai import procs
 from bridgeai.deploy import image
 from bridgeai.model.source import ModelInfo
-from tests.support.docker import DockerEnv, docker_env  # noqa: F401
-from tests.support.models import tiny_model
+from bridgeai.testing.models import tiny_model
+from tests.support.docker import DockerEnv
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_missing_template_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.docker
 @pytest.mark.integration
 def test_failed_build_step_carries_the_builders_message(
-    docker_env: DockerEnv,  # noqa: F811
+    docker_env: DockerEnv,
     tmp_path: Path,
 ) -> None:
     (tmp_path / "Dockerfile").write_text(
@@ -87,7 +87,7 @@ def test_failed_build_step_carries_the_builders_message(
 
 @pytest.mark.docker
 @pytest.mark.integration
-def test_push_to_an_unreachable_registry_carries_its_error(docker_env: DockerEnv) -> None:  # noqa: F811
+def test_push_to_an_unreachable_registry_carries_its_error(docker_env: DockerEnv) -> None:
     repository = f"127.0.0.1:{procs.free_port()}/bridgeai-test/unreachable"
     docker_env.client.images.get(docker_env.base_image).tag(repository, tag="t")
     try:
@@ -101,7 +101,7 @@ def test_push_to_an_unreachable_registry_carries_its_error(docker_env: DockerEnv
 
 @pytest.mark.docker
 @pytest.mark.integration
-def test_missing_base_image_is_a_clear_error(docker_env: DockerEnv) -> None:  # noqa: F811
+def test_missing_base_image_is_a_clear_error(docker_env: DockerEnv) -> None:
     with pytest.raises(image.ImageBuildError, match="cannot use base image 'bridgeai-test/absent"):
         image.probe_base_image(docker_env.client, "bridgeai-test/absent:1")
     assert image.probe_base_image(docker_env.client, docker_env.base_image)[0] == "3.11"

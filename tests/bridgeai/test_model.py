@@ -9,7 +9,7 @@ import pytest
 
 from bridgeai import schema
 from bridgeai.model.house_price import FeatureError, HousePriceModel, find_model_dir
-from tests.support.models import tiny_model
+from bridgeai.testing.models import tiny_model
 
 
 @pytest.fixture(scope="module")

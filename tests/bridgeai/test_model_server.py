@@ -16,6 +16,7 @@ import pytest
 from bridgeai import procs, schema
 from bridgeai.model.house_price import HousePriceModel
 from bridgeai.serving import codec as v2
+from bridgeai.testing.models import tiny_model
 from bridgeai.testing.synthetic import housing_frame
 from tests.support.model_server import (
     MODEL_NAME,
@@ -25,7 +26,6 @@ from tests.support.model_server import (
     save_with_info,
     serve_command,
 )
-from tests.support.models import tiny_model
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from bridgeai.deploy import kserve
-from tests.conftest import require
+from tests.support.env import REPO_ROOT, require
 from tests.support.schemas import (
     KUBERNETES_VERSION,
     validate_definition,
@@ -30,7 +30,7 @@ from tests.support.schemas import (
     validate_k8s,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 KIND = REPO / "deployments" / "kind"
 SCRIPTS = sorted((REPO / "deployments").rglob("*.sh"))
 MANIFESTS = sorted((KIND / "manifests").glob("*.yaml"))

@@ -5,15 +5,14 @@ trigger). The same file deployed to a real server is tested in tests/flows/test_
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import IN_CI
+from tests.support.env import IN_CI, REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 PREFECT_YAML = REPO / "prefect.yaml"
 
 #: The flow contract (COMMON.md / issue 6): entrypoint -> Prefect flow name.

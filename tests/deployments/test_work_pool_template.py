@@ -7,16 +7,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from pathlib import Path
 
 import pytest
 
+from tests.support.env import REPO_ROOT
 from tests.support.schemas import KUBERNETES_VERSION, validate_k8s
 
 # Rendering resolves block/variable references through the API: use the session's one.
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "deployments" / "work-pools" / "kubernetes.json"
+TEMPLATE = REPO_ROOT / "deployments" / "work-pools" / "kubernetes.json"
 
 
 def template() -> dict:

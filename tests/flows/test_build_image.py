@@ -19,7 +19,7 @@ from bridgeai import procs, schema
 from bridgeai.deploy import image
 from bridgeai.serving import codec as v2
 from bridgeai.testing.synthetic import housing_frame
-from tests.support.docker import DockerEnv, docker_env  # noqa: F401
+from tests.support.docker import DockerEnv
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -45,7 +45,7 @@ def test_without_a_docker_engine_the_flow_fails_saying_how_to_point_at_one(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_build_push_pull_run(
-    docker_env: DockerEnv,  # noqa: F811
+    docker_env: DockerEnv,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -14,7 +14,7 @@ import yaml
 
 from bridgeai.deploy import kserve
 from tests.support.cluster import ISVC, FakeKServe, declare_resources
-from tests.support.oci_registry import Registry, oci_registry  # noqa: F401
+from tests.support.oci_registry import Registry
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -81,7 +81,7 @@ async def test_kserve_champion_then_rollback(kmock, registered_models, tmp_path)
 async def test_kserve_rollback_by_version_finds_the_image_digest_in_the_registry(
     kmock,
     registered_models,
-    oci_registry: Registry,  # noqa: F811
+    oci_registry: Registry,
     tmp_path,
 ) -> None:
     from pydantic import SecretStr

@@ -17,8 +17,10 @@ from bridgeai import schema
 from bridgeai.drift.analysis import DriftInputError
 from bridgeai.service import prediction_log
 from bridgeai.service.prediction_log import PredictionLogError
+from bridgeai.testing.models import tiny_model
 from bridgeai.testing.synthetic import housing_frame
-from flows.drift import DRIFT_EVENT, _is_transient, _window, drift_monitoring
+from flows._tasks import is_transient
+from flows.drift import DRIFT_EVENT, _window, drift_monitoring
 from tests.support.drift import (
     DriftEnv,
     artifacts_of,
@@ -27,8 +29,6 @@ from tests.support.drift import (
     save_drift_blocks,
     wait_for_event,
 )
-from tests.support.models import tiny_model
-from tests.support.service import drop_database, fresh_database
 
 WINDOW_START = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
 WINDOW_END = WINDOW_START + timedelta(hours=1)
@@ -44,15 +44,16 @@ def _run(**parameters):
 def test_only_transient_errors_are_retried() -> None:
     import botocore.exceptions
 
-    assert _is_transient(ConnectionRefusedError("refused"))
-    assert _is_transient(botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"))
-    assert _is_transient(PredictionLogError("cannot read the prediction log at postgresql://..."))
+    assert is_transient(ConnectionRefusedError("refused"))
+    assert is_transient(botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"))
+    unreachable = PredictionLogError("cannot read the prediction log at ...", transient=True)
+    assert is_transient(unreachable)
     wrapped = OSError("could not store the drift report")
     wrapped.__cause__ = TimeoutError("read timed out")
-    assert _is_transient(wrapped)
-    assert not _is_transient(PredictionLogError("postgresql://... has no prediction_logs table"))
-    assert not _is_transient(DriftInputError("area: 'nope' is not an Evidently drift test"))
-    assert not _is_transient(PermissionError("Access Denied"))
+    assert is_transient(wrapped)
+    assert not is_transient(PredictionLogError("postgresql://... has no prediction_logs table"))
+    assert not is_transient(DriftInputError("area: 'nope' is not an Evidently drift test"))
+    assert not is_transient(PermissionError("Access Denied"))
 
 
 def test_the_production_window_defaults_to_the_last_hours_and_must_not_be_empty() -> None:
@@ -92,16 +93,6 @@ def production_env(
     model = tiny_model(housing_frame(400, seed=33))
     version = register_champion(env, model, data_version=tag)
     yield env, version, model
-
-
-@pytest.fixture
-def log_url(postgres_cluster) -> Iterator[str]:
-    """A fresh PostgreSQL database for the prediction log, dropped afterwards."""
-    url = fresh_database(postgres_cluster)
-    try:
-        yield url
-    finally:
-        drop_database(postgres_cluster, url)
 
 
 def _log_window(url: str, model, frame: pl.DataFrame, start: datetime, version: str) -> None:
@@ -186,22 +177,24 @@ def test_a_bad_test_name_fails_before_any_loading(env: DriftEnv) -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_window_with_shifted_area_flags_area_and_emits_the_event(
-    production_env, log_url: str
+    production_env, pg_database_url: str
 ) -> None:
     from prefect.blocks.system import Secret
 
     env, version, model = production_env
     # Unshifted traffic the day before, shifted traffic in the window.
     _log_window(
-        log_url,
+        pg_database_url,
         model,
         housing_frame(500, seed=41),
         WINDOW_START - timedelta(days=1),
         version,
     )
-    _log_window(log_url, model, housing_frame(500, seed=42, area_shift=1.4), WINDOW_START, version)
+    _log_window(
+        pg_database_url, model, housing_frame(500, seed=42, area_shift=1.4), WINDOW_START, version
+    )
     secret = f"drift-db-{secrets.token_hex(3)}"
-    Secret(value=log_url).save(secret)
+    Secret(value=pg_database_url).save(secret)
     common = {"current": "production", "database_url_secret": secret, **env.blocks()}
 
     before, _ = _run(
@@ -233,19 +226,19 @@ def test_a_window_with_shifted_area_flags_area_and_emits_the_event(
     related = {r.id: r.role for r in event.related}
     assert related[f"bridgeai.data-version.{result.reference}"] == "reference"
     assert f"prefect.flow-run.{run_id}" in related
-    assert log_url.split("@")[0] not in json.dumps(event.payload)  # no credentials
+    assert pg_database_url.split("@")[0] not in json.dumps(event.payload)  # no credentials
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_an_empty_window_gives_a_clear_result(
-    production_env, log_url: str, monkeypatch: pytest.MonkeyPatch
+    production_env, pg_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env, _, _ = production_env
-    engine = prediction_log.create_log_engine(log_url)
+    engine = prediction_log.create_log_engine(pg_database_url)
     prediction_log.migrate(engine)
     engine.dispose()
-    monkeypatch.setenv("BRIDGEAI_DATABASE_URL", log_url)
+    monkeypatch.setenv("BRIDGEAI_DATABASE_URL", pg_database_url)
     result, run_id = _run(
         current="production", window_start=WINDOW_START, window_end=WINDOW_END, **env.blocks()
     )

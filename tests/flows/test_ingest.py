@@ -26,15 +26,12 @@ from bridgeai.data.versions import describe, list_data_versions, load_split
 from bridgeai.testing.synthetic import housing_frame
 from flows.ingest import data_ingestion
 from tests.support.http import serve_directory
-from tests.support.ingest import (  # noqa: F401
+from tests.support.ingest import (
     bare_remote,
     commit_count,
-    dedicated_s3,
     expected_splits,
     files_containing,
     git,
-    shared_data_url,
-    synthetic_csvs,
     tags,
     write_csv,
 )
@@ -99,7 +96,7 @@ def _table(artifact: Any) -> list[dict[str, Any]]:
 def test_old_then_new_csv_versions_over_http_into_s3(
     tmp_path: Path,
     shared_data: Path,
-    shared_data_url: str,  # noqa: F811
+    shared_data_url: str,
     s3_storage: ObjectStorage,
 ) -> None:
     storage_block, repository_block = _name("ingest-s3"), _name("ingest-remote")
@@ -200,8 +197,8 @@ def test_invalid_csv_fails_naming_the_column_and_versions_nothing(
 @pytest.mark.slow
 def test_s3_down_at_push_time_retries_then_fails_without_a_tag(
     tmp_path: Path,
-    dedicated_s3,  # noqa: F811
-    synthetic_csvs: dict[str, Path],  # noqa: F811
+    dedicated_s3,
+    synthetic_csvs: dict[str, Path],
     fast_retries: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -238,7 +235,7 @@ def test_s3_down_at_push_time_retries_then_fails_without_a_tag(
 def test_embedded_synthetic_versions_bumps_and_dataset_record(
     tmp_path: Path,
     embedded: dict[str, Any],
-    synthetic_csvs: dict[str, Path],  # noqa: F811
+    synthetic_csvs: dict[str, Path],
 ) -> None:
     names, workdir = embedded["names"], embedded["workdir"]
     v1 = data_ingestion(source=synthetic_csvs["old"], **names)  # a Path, as from a notebook

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.support.env import REPO_ROOT
 from tests.support.stack import BIN, cli, exported, stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

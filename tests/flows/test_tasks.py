@@ -6,7 +6,7 @@ import pytest
 from prefect import flow, task
 
 from bridgeai.data.dvc_store import DataRepoError
-from flows._tasks import io_retries, is_transient
+from flows._tasks import IO_RETRIES, is_transient
 
 
 def test_only_transient_errors_are_retried() -> None:
@@ -38,14 +38,14 @@ def test_only_transient_errors_are_retried() -> None:
 def test_an_io_task_retries_a_transient_error_and_not_a_user_error() -> None:
     attempts = {"transient": 0, "user": 0}
 
-    @task(**{**io_retries(), "retry_delay_seconds": 0})
+    @task(**{**IO_RETRIES, "retry_delay_seconds": 0})
     def flaky() -> str:
         attempts["transient"] += 1
         if attempts["transient"] < 3:
             raise ConnectionRefusedError("S3 is restarting")
         return "ok"
 
-    @task(**{**io_retries(), "retry_delay_seconds": 0})
+    @task(**{**IO_RETRIES, "retry_delay_seconds": 0})
     def wrong_password() -> None:
         attempts["user"] += 1
         raise PermissionError("Access Denied")

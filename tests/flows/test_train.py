@@ -27,7 +27,7 @@ from bridgeai.training.fit import TrainingParams
 from bridgeai.training.registry import format_metric
 from flows.ingest import data_ingestion
 from flows.train import TrainResult, model_training
-from tests.support.train import MLflowProcess, mlflow_server  # noqa: F401
+from tests.support.train import MLflowProcess
 
 pytestmark = [
     pytest.mark.usefixtures("prefect_harness"),
@@ -159,7 +159,7 @@ def test_a_missing_data_version_fails_before_touching_mlflow(
 def test_a_better_version_takes_champion_on_a_real_mlflow_server(
     tmp_path: Path,
     s3_storage: ObjectStorage,
-    mlflow_server: MLflowProcess,  # noqa: F811
+    mlflow_server: MLflowProcess,
 ) -> None:
     csv = tmp_path / "houses.csv"
     housing_frame(300, seed=21).write_csv(csv)

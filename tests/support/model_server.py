@@ -47,12 +47,16 @@ def register(model: HousePriceModel, alias: str = "champion") -> RegisteredModel
     import mlflow
 
     from blocks import MLflowServer
+    from bridgeai.model.mlflow_client import fluent
     from bridgeai.model.pyfunc import log_model
 
     server = MLflowServer()
     client = server.client()
     experiment_id = server.ensure_experiment(client)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    with (
+        fluent(server.resolved_tracking_uri()),
+        mlflow.start_run(experiment_id=experiment_id) as run,
+    ):
         logged = log_model(model, registered_model_name=server.registered_model)
     version = str(logged.registered_model_version)
     client.set_registered_model_alias(server.registered_model, alias, version)

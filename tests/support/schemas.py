@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.env import REPO_ROOT
+
+REPO = REPO_ROOT
 #: The Kind node image's Kubernetes version (deployments/kind/cluster.yaml pins kindest/node).
 KUBERNETES_VERSION = "1.33.0"
 KSERVE_SCHEMA = REPO / "deployments" / "schemas" / "kserve-v1beta1-inferenceservice.json"

@@ -25,8 +25,8 @@ import pytest
 
 from bridgeai import procs
 from bridgeai.model.house_price import HousePriceModel
-from tests.support.models import tiny_model
-from tests.support.postgres import PostgresCluster
+from bridgeai.testing.models import tiny_model
+from bridgeai.testing.postgres import PostgresCluster
 
 MODEL_NAME = "house_price_prediction_prod"
 API_KEY = "test-key-" + "x" * 8

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bridgeai.model.errors import BridgeAIError
+
 #: The DVC remote's name in ``.dvc/config``.
 REMOTE = "storage"
 #: The in-memory remote every transfer uses: the current storage block's full settings. A new
@@ -41,17 +43,12 @@ _TRANSIENT_NAMES = frozenset(
 )
 
 
-class DataRepoError(RuntimeError):
+class DataRepoError(BridgeAIError):
     """A git or DVC operation on the data repository failed; the message says what to do.
 
-    Attributes:
-        transient: True when retrying later may succeed (network trouble, a 5xx, a server that is
-            down); False when something must be fixed first (credentials, a missing tag).
+    ``transient`` is True when retrying later may succeed (network trouble, a 5xx, a server that
+    is down); False when something must be fixed first (credentials, a missing tag).
     """
-
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
 
 
 def redact_url(url: str) -> str:

@@ -18,22 +18,19 @@ This module knows git and DVC, not Prefect.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridgeai.data import dvc_store
+from bridgeai.data import dvc_store, git
 from bridgeai.data.dvc_store import DataRepoError, redact_url
+from bridgeai.data.git import Identity
 from bridgeai.paths import home_dir
 
 VERSION_TAG = re.compile(r"^data-v(\d+)\.(\d+)\.(\d+)$")
@@ -42,35 +39,6 @@ PREVIOUS = "data-previous"
 MOVING_TAGS = (LATEST, PREVIOUS)
 DATA_DIR = "data"
 METADATA_FILE = "dataset.json"
-_GIT_TIMEOUT = 300.0
-
-_REPO_POINTERS = frozenset(
-    {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"}
-)
-#: git stderr fragments that mean "try again later" rather than "fix something".
-_TRANSIENT_GIT = (
-    "could not resolve host",
-    "connection refused",
-    "connection reset",
-    "connection timed out",
-    "operation timed out",
-    "timed out",
-    "the remote end hung up unexpectedly",
-    "early eof",
-    "rpc failed",
-    "the requested url returned error: 5",
-    "gnutls_handshake",
-    "failed to connect",
-    "temporary failure",
-)
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The author and committer of every data commit (never the user's global git identity)."""
-
-    name: str = "BridgeAI data ingestion"
-    email: str = "bridgeai-data@localhost"
 
 
 def split_path(split: str) -> str:
@@ -124,12 +92,6 @@ class DataRepo:
         self._auth_header = auth_header
         self._fetched = False
 
-    @staticmethod
-    def basic_auth(username: str, token: str) -> str:
-        """An ``Authorization`` header value for a token (GitHub: user ``x-access-token``)."""
-        raw = base64.b64encode(f"{username}:{token}".encode()).decode()
-        return f"Basic {raw}"
-
     def __repr__(self) -> str:
         remote = redact_url(self.remote_url) if self.remote_url else None
         return f"DataRepo(workdir={str(self.workdir)!r}, remote_url={remote!r})"
@@ -140,73 +102,17 @@ class DataRepo:
         return redact_url(self.remote_url) if self.remote_url else str(self.workdir)
 
     # -- git plumbing -----------------------------------------------------------------------
-    def _env(self) -> dict[str, str]:
-        # Inherited repository pointers (set inside git hooks, for instance) would aim every
-        # command at another repository.
-        inherited = {k: v for k, v in os.environ.items() if k not in _REPO_POINTERS}
-        env = {
-            **inherited,
-            "GIT_AUTHOR_NAME": self.identity.name,
-            "GIT_AUTHOR_EMAIL": self.identity.email,
-            "GIT_COMMITTER_NAME": self.identity.name,
-            "GIT_COMMITTER_EMAIL": self.identity.email,
-            "GIT_TERMINAL_PROMPT": "0",  # a missing credential fails instead of hanging
-            "GIT_ASKPASS": "true",
-            "SSH_ASKPASS": "true",
-        }
-        pairs = [
-            # The user's global settings must not sign, hook or rewrite the data commits.
-            ("commit.gpgsign", "false"),
-            ("tag.gpgsign", "false"),
-            ("core.hooksPath", os.devnull),
-            ("advice.detachedHead", "false"),
-            ("init.defaultBranch", self.branch),
-            # Abort a stalled transfer instead of hanging a flow run forever.
-            ("http.lowSpeedLimit", "1000"),
-            ("http.lowSpeedTime", "30"),
-        ]
-        if self._auth_header:
-            pairs.append(("http.extraHeader", f"Authorization: {self._auth_header}"))
-        env["GIT_CONFIG_COUNT"] = str(len(pairs))
-        for i, (key, value) in enumerate(pairs):
-            env[f"GIT_CONFIG_KEY_{i}"] = key
-            env[f"GIT_CONFIG_VALUE_{i}"] = value
-        return env
-
     def git(self, *args: str, input: bytes | None = None, cwd: Path | None = None) -> bytes:
-        """Run ``git args`` in the working clone and return its stdout.
-
-        Raises:
-            DataRepoError: git failed; ``transient`` says whether a retry may help.
-        """
-        try:
-            result = subprocess.run(
-                ["git", *args],
-                cwd=cwd or self.workdir,
-                env=self._env(),
-                input=input,
-                capture_output=True,
-                timeout=_GIT_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise DataRepoError(
-                f"git {args[0]} on {self.location} timed out after {_GIT_TIMEOUT:.0f} s",
-                transient=True,
-            ) from None
-        if result.returncode != 0:
-            stderr = result.stderr.decode(errors="replace").strip()
-            if self._auth_header:
-                stderr = stderr.replace(self._auth_header, "<redacted>")
-            lowered = stderr.lower()
-            transient = any(fragment in lowered for fragment in _TRANSIENT_GIT)
-            hint = ""
-            if "authentication failed" in lowered or "returned error: 40" in lowered:
-                hint = " (check the token and username of the DataRepository block)"
-            raise DataRepoError(
-                f"git {args[0]} on {self.location} failed: {stderr}{hint}", transient=transient
-            )
-        return result.stdout
+        """Run ``git args`` in the working clone (see :func:`bridgeai.data.git.run`)."""
+        assert self.workdir is not None
+        return git.run(
+            args,
+            cwd=cwd or self.workdir,
+            env=git.environment(self.identity, self.branch, self._auth_header),
+            location=self.location,
+            auth_header=self._auth_header,
+            input=input,
+        )
 
     def _git_text(self, *args: str) -> str:
         return self.git(*args).decode().strip()

@@ -11,9 +11,12 @@ Reading::
     train = load_split("data-latest", "train")  # a polars DataFrame
     describe("data-previous").tag               # "data-v1.0.0"
 
-``storage`` and ``repository`` default to the blocks saved as ``"bridgeai"`` (or the embedded
-defaults: the local storage folder and ``$BRIDGEAI_HOME/data-repo``). ``repository`` may also be
-a folder holding the repository or a git URL.
+The functions here take plain values: ``storage`` is anything with the :class:`DvcStorage`
+methods (the ``ObjectStorage`` block has them), and ``repository`` a :class:`DataRepo`, anything
+with a ``repository()`` method returning one (the ``DataRepository`` block), a folder holding
+the repository, or a git URL; None is the embedded repository ``$BRIDGEAI_HOME/data-repo``.
+``bridgeai.load_split`` and ``bridgeai.list_data_versions`` (:mod:`bridgeai.ops.data`) resolve
+the saved blocks first, for notebooks.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -63,6 +66,18 @@ __all__ = [
 Bump = Literal["major", "minor", "patch"]
 
 
+class DvcStorage(Protocol):
+    """Where a data version's bytes live: a DVC remote (``ObjectStorage`` implements it)."""
+
+    def dvc_remote(self) -> dict[str, str]:
+        """The remote's non-secret settings (safe to commit in ``.dvc/config``)."""
+        ...
+
+    def dvc_credentials(self) -> dict[str, str]:
+        """Its secret settings (kept in memory only)."""
+        ...
+
+
 class SplitParams(BaseModel):
     """How the cleaned rows were split (the original's: test 0.2, then val 0.2 of the rest)."""
 
@@ -97,14 +112,12 @@ def open_repository(repository: Any = None) -> DataRepo:
     """A :class:`DataRepo` for ``repository`` (not yet opened: call ``.open()``).
 
     Args:
-        repository: None (the ``DataRepository`` block ``"bridgeai"``, or the embedded default
-            ``$BRIDGEAI_HOME/data-repo``), a ``DataRepository`` block, a ``DataRepo``, a local
-            folder holding the repository, or a git URL.
+        repository: None (the embedded repository ``$BRIDGEAI_HOME/data-repo``), a
+            ``DataRepo``, an object whose ``repository()`` returns one (the ``DataRepository``
+            block), a local folder holding the repository, or a git URL.
     """
     if repository is None:
-        from blocks import DataRepository, load_block
-
-        repository = load_block(DataRepository)
+        return DataRepo()
     if isinstance(repository, DataRepo):
         return repository
     if hasattr(repository, "repository"):
@@ -120,17 +133,9 @@ def open_repository(repository: Any = None) -> DataRepo:
     raise TypeError(f"cannot use {type(repository).__name__} as a data repository")
 
 
-def remote_config(storage: Any) -> dict[str, str]:
+def remote_config(storage: DvcStorage) -> dict[str, str]:
     """The DVC remote settings for ``storage``, credentials included (keep in memory only)."""
     return {**storage.dvc_remote(), **storage.dvc_credentials()}
-
-
-def _storage(storage: Any) -> Any:
-    if storage is None:
-        from blocks import ObjectStorage, load_block
-
-        return load_block(ObjectStorage)
-    return storage
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -159,7 +164,7 @@ def describe(tag: str = LATEST, *, repository: Any = None) -> DataVersion:
 
 
 def load_split(
-    tag: str, split: str, *, storage: Any = None, repository: Any = None
+    tag: str, split: str, *, storage: DvcStorage, repository: Any = None
 ) -> pl.DataFrame:
     """One split (``"train"``, ``"val"`` or ``"test"``) of a data version as a polars DataFrame.
 
@@ -170,7 +175,7 @@ def load_split(
     Args:
         tag: ``data-vX.Y.Z``, ``data-latest`` or ``data-previous``.
         split: ``train``, ``val`` or ``test``.
-        storage: the ``ObjectStorage`` holding the DVC remote (default: block ``"bridgeai"``).
+        storage: the DVC remote's settings (an ``ObjectStorage`` block).
         repository: see :func:`open_repository`.
 
     Raises:
@@ -184,7 +189,7 @@ def load_splits(
     tag: str,
     splits: Iterable[str] = SPLITS,
     *,
-    storage: Any = None,
+    storage: DvcStorage,
     repository: Any = None,
 ) -> dict[str, pl.DataFrame]:
     """Several splits of one data version (one repository sync for all); see :func:`load_split`."""
@@ -194,7 +199,6 @@ def load_splits(
     unknown = [s for s in wanted if s not in SPLITS]
     if unknown:
         raise ValueError(f"unknown split(s) {', '.join(unknown)}: use {', '.join(SPLITS)}")
-    storage = _storage(storage)
     repo = open_repository(repository)
     config = remote_config(storage)
     with repo.lock():
@@ -254,7 +258,7 @@ def find_version(
 
     Args:
         repo: an opened repository.
-        checksum: see :func:`bridgeai.data.ingestion.checksum`.
+        checksum: see :func:`bridgeai.data.cleaning.checksum`.
         remote_url: when given, only a version pushed to this DVC remote counts: identical
             content that lives in another storage (say, ingested in embedded mode) is not there
             for readers of this one.

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bridgeai.model.errors import RETRY_STATUS, BridgeAIError, NotFound
+
 MANIFEST_TYPES = ", ".join(
     (
         "application/vnd.oci.image.index.v1+json",
@@ -22,8 +24,14 @@ MANIFEST_TYPES = ", ".join(
 )
 
 
-class DigestLookupError(RuntimeError):
+class DigestLookupError(BridgeAIError):
     """The registry could not say which digest a tag points at; the message says why."""
+
+
+class ImageTagNotFound(DigestLookupError, NotFound):
+    """The registry has no such image tag."""
+
+    status_code = 404
 
 
 def split_reference(reference: str) -> tuple[str, str, str]:
@@ -92,7 +100,7 @@ def resolve_digest(
                 elif auth is not None:
                     response = client.head(url, headers=headers, auth=auth)
     except httpx.HTTPError as exc:
-        raise DigestLookupError(f"registry {host} is unreachable: {exc}") from None
+        raise DigestLookupError(f"registry {host} is unreachable: {exc}", transient=True) from None
     if response.status_code == 401:
         what = "refused the credentials" if auth else "requires credentials"
         raise DigestLookupError(
@@ -100,13 +108,14 @@ def resolve_digest(
             "and password"
         )
     if response.status_code == 404:
-        raise DigestLookupError(
+        raise ImageTagNotFound(
             f"{host}/{repo}:{tag} does not exist: build and push it with the build-model-image "
             "flow, or pass the image digest explicitly"
         )
     digest = response.headers.get("Docker-Content-Digest")
     if response.status_code != 200 or not digest:
         raise DigestLookupError(
-            f"registry {host} answered {response.status_code} without a digest for {repo}:{tag}"
+            f"registry {host} answered {response.status_code} without a digest for {repo}:{tag}",
+            transient=response.status_code in RETRY_STATUS,
         )
     return f"{host}/{repo}@{digest}"

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from bridgeai.deploy import wheelhouse
+from bridgeai.model.errors import BridgeAIError
 from bridgeai.model.source import ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,11 @@ DEFAULT_BASE_IMAGE = "python:3.11-slim"
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deployments" / "model-image"
 
 _AUTH_WORDS = ("unauthorized", "denied", "authentication required", "no basic auth")
+#: What the Docker engine says (as text: its stream has no error codes) when the registry blinked.
+_TRANSIENT_WORDS = ("timeout", "connection reset", "connection refused", "eof", " 502 ", " 503 ")
 
 
-class ImageError(RuntimeError):
+class ImageError(BridgeAIError):
     """Building, pushing or pulling the image failed; the message says why and what to fix."""
 
 
@@ -273,14 +276,12 @@ def push(client: Any, repository: str, tag: str, auth_config: dict[str, str] | N
         for chunk in stream:
             error = _stream_error(chunk)
             if error:
-                raise ImagePushError(_registry_message("push", target, error, auth_config))
+                raise _registry_error(ImagePushError, "push", target, error, auth_config)
             aux = chunk.get("aux") or {}
             if isinstance(aux, dict) and aux.get("Digest"):
                 digest = aux["Digest"]
     except DockerException as exc:
-        raise ImagePushError(
-            _registry_message("push", target, _explain(exc), auth_config)
-        ) from None
+        raise _registry_error(ImagePushError, "push", target, _explain(exc), auth_config) from None
     if not digest:
         raise ImagePushError(f"push of {target} finished but the registry reported no digest")
     return digest
@@ -305,11 +306,11 @@ def pull(client: Any, reference: str, auth_config: dict[str, str] | None) -> str
         for chunk in stream:
             error = _stream_error(chunk)
             if error:
-                raise ImagePullError(_registry_message("pull", reference, error, auth_config))
+                raise _registry_error(ImagePullError, "pull", reference, error, auth_config)
         return str(client.images.get(reference).id)
     except DockerException as exc:
-        raise ImagePullError(
-            _registry_message("pull", reference, _explain(exc), auth_config)
+        raise _registry_error(
+            ImagePullError, "pull", reference, _explain(exc), auth_config
         ) from None
 
 
@@ -341,9 +342,12 @@ def _explain(exc: Exception) -> str:
     return str(explanation or exc).strip()
 
 
-def _registry_message(action: str, target: str, error: str, auth: dict[str, str] | None) -> str:
+def _registry_error(
+    cls: type[ImageError], action: str, target: str, error: str, auth: dict[str, str] | None
+) -> ImageError:
     message = f"{action} of {target} failed: the registry said: {error}"
-    if any(word in error.lower() for word in _AUTH_WORDS):
+    lowered = f" {error.lower()} "
+    if any(word in lowered for word in _AUTH_WORDS):
         who = f"user {auth['username']!r}" if auth else "no credentials"
         message += f" (sent {who}): check the username and password of the ContainerRegistry block"
-    return message
+    return cls(message, transient=any(word in lowered for word in _TRANSIENT_WORDS))

@@ -156,9 +156,8 @@ def start(
         if command
         else serve_command(model_uri, host, port)
     )
-    process = procs.start_process(argv, log_file=log_file, env=dict(env or {}))
     server = LocalServer(
-        pid=process.pid,
+        pid=0,
         host=host,
         port=port,
         model_uri=model_uri,
@@ -167,17 +166,18 @@ def start(
         started_at=time.time(),
     )
     try:
-        procs.wait_until(
-            lambda: procs.http_ok(server.ready_url),
-            timeout=timeout,
-            service=f"model server for {model_uri}",
+        process = procs.start_server(
+            argv,
             log_file=log_file,
-            process=process,
+            env=env,
+            service=f"model server for {model_uri}",
+            ready=server.ready_url,
+            timeout=timeout,
         )
     except procs.ServiceStartError as exc:
-        procs.stop_process(process.pid)
         kept = f"; the previous server ({previous.model_uri}) keeps serving" if previous else ""
         raise procs.ServiceStartError(f"{exc}{kept}") from None
+    server.pid = process.pid
     _write(server, STATE_FILE)
     if previous is not None:
         procs.stop_process(previous.pid)
@@ -255,30 +255,23 @@ def start_service(
     stop_service()
     port = port or procs.free_port(host)
     log_file = state_dir() / "logs" / f"prediction-service-{port}.log"
-    process = procs.start_process(
-        _bridgeai("serve", "--host", host, "--port", str(port)),
-        log_file=log_file,
-        env={**dict(env or {}), "BRIDGEAI_MODEL_URL": model_url},
-    )
     service = LocalService(
-        pid=process.pid,
+        pid=0,
         host=host,
         port=port,
         model_url=model_url,
         log_file=str(log_file),
         started_at=time.time(),
     )
-    try:
-        procs.wait_until(
-            lambda: procs.http_ok(service.ready_url),
-            timeout=timeout,
-            service="prediction service",
-            log_file=log_file,
-            process=process,
-        )
-    except procs.ServiceStartError:
-        procs.stop_process(process.pid)
-        raise
+    process = procs.start_server(
+        _bridgeai("serve", "--host", host, "--port", str(port)),
+        log_file=log_file,
+        env={**dict(env or {}), "BRIDGEAI_MODEL_URL": model_url},
+        service="prediction service",
+        ready=service.ready_url,
+        timeout=timeout,
+    )
+    service.pid = process.pid
     _write(service, SERVICE_STATE_FILE)
     return service
 

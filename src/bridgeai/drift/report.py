@@ -3,7 +3,7 @@
 :func:`render_report` draws Evidently's data drift preset from a sample of at most
 ``sample_rows`` rows per side, and hands Evidently each column's full-data score and verdict (from
 :mod:`bridgeai.drift.stats`) as a registered test, so the report's tables, counts and dataset
-verdict always equal the returned :class:`~bridgeai.drift.analysis.DriftResult`. The HTML is
+verdict always equal the returned :class:`~bridgeai.drift.result.DriftResult`. The HTML is
 standalone: Evidently embeds its scripts and icon font, and the page fetches nothing from the
 network.
 
@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from bridgeai.drift.result import DriftResult
 from bridgeai.drift.stats import ColumnDrift, ColumnSpec, format_score
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from bridgeai.drift.analysis import DriftResult
 
 #: Rows per side drawn in the HTML report by default; verdicts always use every row.
 DEFAULT_SAMPLE_ROWS = 20_000

@@ -34,6 +34,8 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridgeai.model.errors import InvalidInput
+
 Kind = Literal["num", "cat"]
 #: A cleaned column: float64 numbers, or a polars Series of category strings.
 Values = np.ndarray | pl.Series
@@ -79,7 +81,7 @@ _EVIDENTLY_P_VALUE_TESTS = frozenset(
 )
 
 
-class DriftInputError(ValueError):
+class DriftInputError(InvalidInput):
     """The data cannot be compared; the message names the column and what to fix."""
 
 

@@ -21,6 +21,8 @@ from typing import Final
 REGISTERED_MODEL: Final = "house_price_prediction_prod"
 #: The alias of the version that serves.
 CHAMPION: Final = "champion"
+#: The artifact of the logged pyfunc that holds the model directory (what servers load).
+ARTIFACT_KEY: Final = "model_dir"
 
 
 def registry_uri(

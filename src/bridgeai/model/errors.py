@@ -55,3 +55,53 @@ class Unavailable(BridgeAIError, ConnectionError):
 
     status_code = 503
     transient = True
+
+
+#: Exception class names that mean "try again later" wherever they come from (urllib3,
+#: requests, botocore, aiohttp, SQLAlchemy, MLflow's REST client), matched along the cause chain.
+#: Third-party errors carry no ``transient`` attribute, so their class is what says it.
+TRANSIENT_NAMES = frozenset(
+    {
+        "ClientOSError",
+        "ConnectionClosedError",
+        "ConnectionError",
+        "ConnectTimeout",
+        "ConnectTimeoutError",
+        "EndpointConnectionError",
+        "MaxRetryError",
+        "NewConnectionError",
+        "OperationalError",
+        "ProtocolError",
+        "ReadTimeout",
+        "ReadTimeoutError",
+        "RemoteDisconnected",
+        "ServerDisconnectedError",
+        "Timeout",
+    }
+)
+#: HTTP statuses a server answers when it is overloaded or restarting.
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """True when ``exc`` or anything in its cause chain may succeed if tried again.
+
+    That is: an error whose ``transient`` attribute is true (ours say so themselves), a
+    connection error or timeout, one of :data:`TRANSIENT_NAMES`, or an MLflow answer with a
+    status in :data:`RETRY_STATUS`. An error of ours that says ``transient=False`` ends the
+    search: it was classified where it was raised.
+    """
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, BridgeAIError):
+            return exc.transient
+        if getattr(exc, "transient", False) or isinstance(exc, ConnectionError | TimeoutError):
+            return True
+        if type(exc).__name__ in TRANSIENT_NAMES:
+            return True
+        status = getattr(exc, "get_http_status_code", None)
+        if callable(status) and status() in RETRY_STATUS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

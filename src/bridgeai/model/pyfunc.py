@@ -21,9 +21,9 @@ import pandas as pd
 
 import bridgeai
 from bridgeai import schema
+from bridgeai.model import ARTIFACT_KEY
 from bridgeai.model.house_price import HousePriceModel
 
-ARTIFACT_KEY = "model_dir"
 #: Packages the pyfunc needs at load time, pinned to the versions it was trained with.
 _REQUIREMENTS = ("mlflow", "lightgbm", "numpy", "pandas", "scikit-learn")
 

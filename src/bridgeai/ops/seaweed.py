@@ -144,12 +144,10 @@ def start(config: SeaweedConfig, log_file: Path, timeout: float = 60.0) -> subpr
         )
     config.write_identity_file()
     (config.data_dir / "data").mkdir(parents=True, exist_ok=True)
-    process = procs.start_process(command, log_file=log_file)
-    procs.wait_until(
-        lambda: s3_answers(config.endpoint_url),
-        timeout=timeout,
-        service="s3 (SeaweedFS)",
+    return procs.start_server(
+        command,
         log_file=log_file,
-        process=process,
+        service="s3 (SeaweedFS)",
+        ready=lambda: s3_answers(config.endpoint_url),
+        timeout=timeout,
     )
-    return process

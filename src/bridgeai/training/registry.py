@@ -1,21 +1,22 @@
 """The model registry and the champion gate.
 
-Every training run registers a new version of ``house_price_prediction_prod``. The version takes
-the ``champion`` alias only when it beats the current champion *on the current test split* (the
-champion is re-scored on it, so both numbers describe the same houses) by the promotion policy,
-or when there is no champion yet. Otherwise it takes ``challenger``. The decision, the policy and
-both scores are written as tags on the new version, so the registry itself explains why the
-alias is where it is. (The original demonstrator set ``champion`` before any evaluation.)
+Every training run registers a new version of the registered model (``bridgeai.model``). The
+version takes the ``champion`` alias only when it beats the current champion *on the current
+test split* (the champion is re-scored on it, so both numbers describe the same houses) by the
+promotion policy, or when there is no champion yet. Otherwise it takes ``challenger``. The
+decision, the policy and both scores are written as tags on the new version, so the registry
+itself explains why the alias is where it is. (The original demonstrator set ``champion``
+before any evaluation.)
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from bridgeai.model import CHAMPION
+from bridgeai.model.errors import BridgeAIError
 from bridgeai.training.evaluation import MetricName, Metrics, is_better, regression_metrics
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class GateDecision(BaseModel):
     )
 
 
-class ChampionUnusable(RuntimeError):
+class ChampionUnusable(BridgeAIError):
     """The current champion's model cannot be loaded or scored by this code."""
 
 
@@ -78,57 +79,25 @@ def ensure_registered_model(client: Any, name: str) -> None:
                 raise
 
 
-def version_by_alias(client: Any, name: str, alias: str) -> Any | None:
-    """The model version holding ``alias``, or None."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None
-        raise
-
-
-def load_version(name: str, version: str | int) -> Any:
-    """Download a registered version's model directory and load it as a HousePriceModel.
-
-    Raises:
-        ChampionUnusable: the version holds no BridgeAI model this code can read.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from bridgeai.model.house_price import HousePriceModel, find_model_dir
-    from bridgeai.model.pyfunc import ARTIFACT_KEY
-
-    with tempfile.TemporaryDirectory(prefix="bridgeai-champion-") as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}/artifacts/{ARTIFACT_KEY}", dst_path=tmp
-            )
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise  # e.g. the server or the artifact store is down: not the model's fault
-            raise ChampionUnusable(
-                f"version {version} of {name} has no {ARTIFACT_KEY} artifact: not a BridgeAI model"
-            ) from exc
-        try:
-            return HousePriceModel.load(find_model_dir(Path(local)))
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            raise ChampionUnusable(f"version {version} of {name}: {exc}") from exc
-
-
-def score_version(name: str, version: str | int, test: pl.DataFrame) -> Metrics:
+def score_version(client: Any, name: str, version: str | int, test: pl.DataFrame) -> Metrics:
     """Metrics of a registered version on ``test`` (price units).
 
     Raises:
-        ChampionUnusable: the model cannot be loaded or cannot encode these rows.
+        ChampionUnusable: the version holds no model this code can load, or it cannot encode
+            these rows.
+        ModelSourceError: the registry or its artifact store failed (transient when it did
+            not answer): not the model's fault, so the gate does not replace it.
     """
+    from bridgeai.model import registry_uri, source
     from bridgeai.model.house_price import FeatureError
     from bridgeai.training.fit import target
 
-    model = load_version(name, version)
+    try:
+        model, _ = source.load(registry_uri(name, version=version), client)
+    except source.ModelSourceError as exc:
+        if exc.transient or exc.status_code >= 500:
+            raise
+        raise ChampionUnusable(f"version {version} of {name}: {exc}") from exc
     try:
         predictions = model.predict_frame(test)
     except FeatureError as exc:
@@ -188,7 +157,7 @@ def register_and_gate(
     test: pl.DataFrame,
     metrics: Metrics,
     policy: PromotionPolicy | None = None,
-    alias: str = "champion",
+    alias: str = CHAMPION,
     tags: dict[str, str] | None = None,
     model_id: str | None = None,
 ) -> GateDecision:
@@ -209,23 +178,30 @@ def register_and_gate(
     Returns:
         The decision; it is also recorded as ``gate_*`` tags on the new version.
     """
+    from bridgeai.model import mlflow_client, source
+
     policy = policy or PromotionPolicy()
     ensure_registered_model(client, name)
 
-    champion = version_by_alias(client, name, alias)
+    champion = source.find_version(client, name, alias)
     champion_metrics: Metrics | None = None
     note = ""
     if champion is not None:
         try:
-            champion_metrics = score_version(name, champion.version, test)
+            champion_metrics = score_version(client, name, champion.version, test)
         except ChampionUnusable as exc:
             note = f" ({exc})"
 
     version_tags = {**(tags or {}), **{f"test_{k}": repr(v) for k, v in metrics.as_dict().items()}}
     # A retried task must not register the same run twice.
-    version = _version_of_run(client, name, run_id) or client.create_model_version(
-        name=name, source=model_uri, run_id=run_id, tags=version_tags, model_id=model_id
-    )
+    version = _version_of_run(client, name, run_id)
+    if version is None:
+        # A SQLite registry resolves the logged model through MLflow's global tracking URI (its
+        # own TODO in ``create_model_version``), whatever URI this client was built with.
+        with mlflow_client.fluent(mlflow_client.tracking_uri_of(client)):
+            version = client.create_model_version(
+                name=name, source=model_uri, run_id=run_id, tags=version_tags, model_id=model_id
+            )
     champion_version = str(champion.version) if champion is not None else None
     promoted, reason = decide(policy, metrics, champion_metrics, champion_version)
     reason += note

@@ -113,6 +113,7 @@ def write_evaluation_artifacts(
 
 def log_training_run(
     *,
+    tracking_uri: str,
     experiment_id: str,
     trained: TrainedModel,
     test: pl.DataFrame,
@@ -123,9 +124,8 @@ def log_training_run(
     extra_params: dict[str, Any] | None = None,
     search_table: pl.DataFrame | None = None,
 ) -> RunRecord:
-    """Log one training run to the tracking server MLflow is pointed at.
+    """Log one training run to the tracking server at ``tracking_uri``.
 
-    Call after ``MLflowServer.client()`` (which points MLflow's fluent API at the server).
     Metrics: ``test_*`` and ``val_*`` for the model, ``baseline_test_*`` for the median-price
     baseline (all in price units), plus ``best_iteration``. Artifacts: the model (pyfunc with
     signature, input example and pinned requirements) and ``evaluation/`` plots and tables.
@@ -134,9 +134,8 @@ def log_training_run(
     """
     import mlflow
 
-    from bridgeai.model import (
-        pyfunc as mlflow_model,  # imports mlflow's pyfunc machinery: only when logging
-    )
+    from bridgeai.model import mlflow_client
+    from bridgeai.model import pyfunc as mlflow_model  # mlflow's pyfunc machinery: only here
 
     params: dict[str, Any] = {
         **trained.params.mlflow_params(),
@@ -152,9 +151,12 @@ def log_training_run(
         **{f"baseline_test_{k}": v for k, v in baseline_metrics.as_dict().items()},
         "best_iteration": float(trained.best_iteration),
     }
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=lineage.tags()
-    ) as run:
+    with (
+        mlflow_client.fluent(tracking_uri),
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=lineage.tags()
+        ) as run,
+    ):
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory(prefix="bridgeai-eval-") as tmp:

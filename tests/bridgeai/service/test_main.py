@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from bridgeai import procs, schema
-from tests.support.postgres import PASSWORD
+from bridgeai.testing.postgres import PASSWORD
 from tests.support.service import API_KEY, count_rows, logged
 
 pytestmark = pytest.mark.integration

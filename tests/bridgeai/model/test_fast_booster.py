@@ -10,8 +10,8 @@ import pytest
 from bridgeai import schema
 from bridgeai.model import fast_booster
 from bridgeai.model.house_price import HousePriceModel
+from bridgeai.testing.models import tiny_model
 from bridgeai.testing.synthetic import housing_frame
-from tests.support.models import tiny_model
 
 
 @pytest.fixture(scope="module")

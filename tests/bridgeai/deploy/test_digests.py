@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridgeai.deploy.digests import DigestLookupError, resolve_digest, split_reference
-from tests.support.oci_registry import Registry, oci_registry  # noqa: F401
+from tests.support.oci_registry import Registry
 
 
 def test_split_reference() -> None:
@@ -20,7 +20,7 @@ def test_split_reference() -> None:
 
 
 @pytest.mark.integration
-def test_resolves_the_pushed_digest(oci_registry: Registry) -> None:  # noqa: F811
+def test_resolves_the_pushed_digest(oci_registry: Registry) -> None:
     v1 = oci_registry.push("bridgeai/bridgeai-mlops", "1", b'{"v": 1}')
     v2 = oci_registry.push("bridgeai/bridgeai-mlops", "2", b'{"v": 2}')
     assert v1 != v2
@@ -33,7 +33,7 @@ def test_resolves_the_pushed_digest(oci_registry: Registry) -> None:  # noqa: F8
 
 
 @pytest.mark.integration
-def test_wrong_password_and_missing_tag_say_what_to_fix(oci_registry: Registry) -> None:  # noqa: F811
+def test_wrong_password_and_missing_tag_say_what_to_fix(oci_registry: Registry) -> None:
     oci_registry.push("bridgeai/bridgeai-mlops", "1", b'{"v": 1}')
     with pytest.raises(DigestLookupError, match="refused the credentials"):
         resolve_digest(

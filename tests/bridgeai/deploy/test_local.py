@@ -17,8 +17,9 @@ import pytest
 
 from bridgeai import procs
 from bridgeai.deploy import local as local_serving
+from tests.support.env import REPO_ROOT
 
-FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_model_server.py"
+FAKE = REPO_ROOT / "tests" / "support" / "fake_model_server.py"
 
 
 def fake(tag: str, *extra: str) -> list[str]:
@@ -120,7 +121,7 @@ def test_real_model_server_on_a_model_directory(tmp_path: Path) -> None:
     """``bridgeai serve-model`` itself (issue 5's server) answers ready and infers."""
     pytest.importorskip("bridgeai.serving.app", reason="the model server lands with issue 5")
     from bridgeai.schema import EXAMPLE_HOUSE, V2_DATATYPE
-    from tests.support.models import tiny_model
+    from bridgeai.testing.models import tiny_model
 
     model_dir = tmp_path / "model"
     tiny_model().save(model_dir)

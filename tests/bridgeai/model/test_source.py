@@ -8,7 +8,7 @@ import pytest
 
 from bridgeai.model import source as model_source
 from bridgeai.model.source import ModelInfo, ModelSourceError
-from tests.support.models import tiny_model
+from bridgeai.testing.models import tiny_model
 
 
 def test_directory_with_info_file(tmp_path: Path) -> None:
@@ -62,5 +62,7 @@ def test_fetch_resolves_alias_and_run_uris(tmp_path: Path, monkeypatch: pytest.M
     _, by_run = model_source.fetch(f"runs:/{registered.run_id}/model", tmp_path / "b")
     assert (by_run.version, by_run.run_id) == (registered.version, registered.run_id)
 
-    with pytest.raises(ModelSourceError, match="cannot be resolved in MLflow"):
+    with pytest.raises(model_source.ModelNotFound, match="has no version 99"):
         model_source.resolve("models:/house_price_prediction_prod/99")
+    with pytest.raises(model_source.ModelNotFound, match="has no 'staging' alias"):
+        model_source.resolve("models:/house_price_prediction_prod@staging")

@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 
 from bridgeai import schema
-from bridgeai.data import ingestion
-from bridgeai.data.ingestion import DownloadError, ValidationError
+from bridgeai.data import cleaning, download, validation
+from bridgeai.data.download import DownloadError
+from bridgeai.data.validation import ValidationError
 from bridgeai.testing.synthetic import housing_frame
 from tests.support.http import serve, serve_directory
 from tests.support.ingest import write_csv
@@ -23,7 +24,7 @@ def _text(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _parse(frame: pl.DataFrame, tmp_path: Path) -> pl.DataFrame:
     path = write_csv(tmp_path / "in.csv", frame)
-    return ingestion.parse(ingestion.read_csv(path), "in.csv")
+    return validation.parse(validation.read_csv(path), "in.csv")
 
 
 def _problems(frame: pl.DataFrame, tmp_path: Path) -> ValidationError:
@@ -37,24 +38,24 @@ def test_default_source_is_the_env_var_else_the_originals_url(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BRIDGEAI_DATA_SOURCE", "/data/x.csv")
-    assert ingestion.default_source() == "/data/x.csv"
+    assert download.default_source() == "/data/x.csv"
     monkeypatch.delenv("BRIDGEAI_DATA_SOURCE")
-    assert ingestion.default_source().endswith("/random_file_shares/main/HousingData.csv")
+    assert download.default_source().endswith("/random_file_shares/main/HousingData.csv")
 
 
 def test_http_download_streams_the_file(tmp_path: Path, housing_csv: Path) -> None:
     with serve_directory(housing_csv.parent) as base:
-        path = ingestion.download(f"{base}/{housing_csv.name}", tmp_path / "dl")
+        path = download.download(f"{base}/{housing_csv.name}", tmp_path / "dl")
     assert path.read_bytes() == housing_csv.read_bytes()
     assert path.parent == tmp_path / "dl"
     assert not list(path.parent.glob("*.part"))
 
 
 def test_local_paths_and_file_uris_are_read_in_place(tmp_path: Path, housing_csv: Path) -> None:
-    assert ingestion.download(str(housing_csv), tmp_path) == housing_csv
-    assert ingestion.download(housing_csv.as_uri(), tmp_path) == housing_csv
+    assert download.download(str(housing_csv), tmp_path) == housing_csv
+    assert download.download(housing_csv.as_uri(), tmp_path) == housing_csv
     with pytest.raises(DownloadError, match="is not a file") as caught:
-        ingestion.download(str(tmp_path / "nope.csv"), tmp_path)
+        download.download(str(tmp_path / "nope.csv"), tmp_path)
     assert not caught.value.transient
 
 
@@ -63,7 +64,7 @@ def test_unreachable_url_is_transient_and_says_how_to_work_offline(tmp_path: Pat
 
     url = f"http://127.0.0.1:{procs.free_port()}/HousingData.csv"
     with pytest.raises(DownloadError) as caught:
-        ingestion.download(url, tmp_path, timeout=3)
+        download.download(url, tmp_path, timeout=3)
     assert caught.value.transient
     assert "BRIDGEAI_DATA_SOURCE" in str(caught.value) and "local CSV file path" in str(
         caught.value
@@ -100,7 +101,7 @@ def test_http_errors_are_transient_only_for_5xx(
     status_server.status = status
     url = status_server.url + "/data.csv?token=abc"  # type: ignore[attr-defined]
     with pytest.raises(DownloadError, match=f"HTTP {status}") as caught:
-        ingestion.download(url, tmp_path)
+        download.download(url, tmp_path)
     assert caught.value.transient is transient
     assert "abc" not in str(caught.value)  # query strings may hold secrets
     assert not list(tmp_path.glob("*.part"))
@@ -108,7 +109,7 @@ def test_http_errors_are_transient_only_for_5xx(
 
 def test_oversized_download_is_refused(tmp_path: Path, housing_csv: Path) -> None:
     with serve_directory(housing_csv.parent) as base, pytest.raises(DownloadError, match="larger"):
-        ingestion.download(f"{base}/{housing_csv.name}", tmp_path / "dl", max_bytes=100)
+        download.download(f"{base}/{housing_csv.name}", tmp_path / "dl", max_bytes=100)
     assert not list((tmp_path / "dl").iterdir())
 
 
@@ -116,17 +117,17 @@ def test_s3_source_needs_an_s3_storage(tmp_path: Path) -> None:
     from blocks import ObjectStorage
 
     with pytest.raises(DownloadError, match="storage_block"):
-        ingestion.download("s3://bucket/data.csv", tmp_path, storage=ObjectStorage())
+        download.download("s3://bucket/data.csv", tmp_path, storage=ObjectStorage())
 
 
 @pytest.mark.integration
 def test_s3_source_through_the_storage_block(tmp_path: Path, s3_storage, housing_csv: Path) -> None:
     uri = s3_storage.uri(s3_storage.data_bucket, "incoming/housing.csv")
     s3_storage.filesystem().put(str(housing_csv), uri)
-    path = ingestion.download(uri, tmp_path, storage=s3_storage)
+    path = download.download(uri, tmp_path, storage=s3_storage)
     assert path.read_bytes() == housing_csv.read_bytes()
     with pytest.raises(DownloadError, match="does not exist") as caught:
-        ingestion.download(uri + ".missing", tmp_path, storage=s3_storage)
+        download.download(uri + ".missing", tmp_path, storage=s3_storage)
     assert not caught.value.transient
 
 
@@ -139,7 +140,7 @@ def test_valid_data_is_typed_and_categoricals_normalised(tmp_path: Path) -> None
     )
     parsed = _parse(frame, tmp_path)
     assert parsed.columns == list(schema.COLUMNS)
-    assert dict(parsed.schema) == ingestion.DTYPES
+    assert dict(parsed.schema) == validation.DTYPES
     assert set(parsed["mainroad"]) <= {"yes", "no"}
     assert set(parsed["furnishingstatus"]) <= set(schema.FURNISHING)
 
@@ -207,15 +208,15 @@ def test_unreadable_and_empty_files_fail_validation(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(ValidationError, match="not a readable CSV"):
-        ingestion.read_csv(empty)
+        validation.read_csv(empty)
     header_only = tmp_path / "header.csv"
     header_only.write_text(",".join(schema.COLUMNS) + "\n")
     with pytest.raises(ValidationError, match="no rows"):
-        ingestion.parse(ingestion.read_csv(header_only))
+        validation.parse(validation.read_csv(header_only))
     twice = tmp_path / "twice.csv"
     twice.write_text("price,Price\n1,2\n")
     with pytest.raises(ValidationError, match="more than once"):
-        ingestion.read_csv(twice)
+        validation.read_csv(twice)
 
 
 # -- cleaning -----------------------------------------------------------------------------------
@@ -226,7 +227,7 @@ def test_clean_drops_duplicates_missing_prices_and_the_index_column(tmp_path: Pa
     frame = pl.concat([base, dup, no_price, no_price])
     # The original wrote the pandas index as an unnamed first column; it must not survive.
     frame = frame.with_row_index("").with_columns(pl.col("").cast(pl.String))
-    cleaned = ingestion.clean(_parse(frame, tmp_path))
+    cleaned = cleaning.clean(_parse(frame, tmp_path))
 
     assert cleaned.frame.columns == list(schema.COLUMNS)
     assert cleaned.report() == {
@@ -246,21 +247,21 @@ def test_clean_drops_duplicates_missing_prices_and_the_index_column(tmp_path: Pa
 def test_clean_keeps_missing_numeric_features_unimputed(tmp_path: Path) -> None:
     frame = _text(housing_frame(10, seed=8))
     frame[4, "area"] = ""
-    cleaned = ingestion.clean(_parse(frame, tmp_path))
+    cleaned = cleaning.clean(_parse(frame, tmp_path))
     assert cleaned.frame.height == 10 and cleaned.frame["area"].null_count() == 1
 
 
 def test_checksum_identifies_content_and_split_parameters() -> None:
-    frame = ingestion.clean(ingestion.parse(_text(housing_frame(50, seed=9)))).frame
+    frame = cleaning.clean(validation.parse(_text(housing_frame(50, seed=9)))).frame
     params = {"test_size": 0.2, "val_size": 0.2, "seed": 42}
-    assert ingestion.checksum(frame, params) == ingestion.checksum(frame.clone(), dict(params))
-    assert ingestion.checksum(frame, params) != ingestion.checksum(frame, {**params, "seed": 1})
-    assert ingestion.checksum(frame, params) != ingestion.checksum(frame.head(49), params)
+    assert cleaning.checksum(frame, params) == cleaning.checksum(frame.clone(), dict(params))
+    assert cleaning.checksum(frame, params) != cleaning.checksum(frame, {**params, "seed": 1})
+    assert cleaning.checksum(frame, params) != cleaning.checksum(frame.head(49), params)
 
 
 def test_column_summary_covers_every_column() -> None:
-    frame = ingestion.clean(ingestion.parse(_text(housing_frame(40, seed=10)))).frame
-    summary = {row["column"]: row for row in ingestion.column_summary(frame)}
+    frame = cleaning.clean(validation.parse(_text(housing_frame(40, seed=10)))).frame
+    summary = {row["column"]: row for row in cleaning.column_summary(frame)}
     assert list(summary) == list(schema.COLUMNS)
     assert summary["price"]["min"] == frame["price"].min()
     assert summary["mainroad"]["values"].startswith(("yes: ", "no: "))

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL cluster on a free loopback port, for tests and benchmarks.
+"""A throwaway PostgreSQL cluster on a free loopback port, for the tests and the benchmarks.
 
 Uses the machine's PostgreSQL binaries (``initdb``/``pg_ctl``). PostgreSQL refuses to run as
 root, so when the tests run as root the cluster is created and run as the ``postgres`` user.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -104,6 +105,17 @@ class PostgresCluster:
     def psql(self, sql: str) -> str:
         """Run one SQL statement in the test database and return its unaligned output."""
         return self._psql(sql, database=DATABASE)
+
+    def create_database(self) -> str:
+        """Create an empty database and return its ``postgresql://`` URL."""
+        name = f"db_{secrets.token_hex(5)}"
+        self.psql(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop_database(self, url: str) -> None:
+        """Drop the database ``url`` names, closing its connections."""
+        name = url.rsplit("/", 1)[1]
+        self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def _psql(self, sql: str, database: str) -> str:
         env = {**os.environ, "PGPASSWORD": PASSWORD}

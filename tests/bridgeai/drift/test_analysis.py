@@ -1,4 +1,4 @@
-"""Drift statistics, the Evidently report and its storage (bridgeai.drift.analysis*).
+"""Drift statistics, the Evidently report and its storage (bridgeai.drift).
 
 The verdict tests run plain Evidently 0.7 on the same data and require equal tests, scores and
 verdicts per column: the vectorised statistics must be Evidently's, not an approximation.
@@ -15,17 +15,20 @@ import polars as pl
 import pytest
 
 from bridgeai import schema
-from bridgeai.drift import analysis as drift
+from bridgeai.drift import analysis
+from bridgeai.drift import report as drift_report
+from bridgeai.drift import storage as report_storage
+from bridgeai.drift.result import DriftResult, column_specs
 from bridgeai.drift.stats import METHODS, DriftInputError, choose_method
 from bridgeai.testing.synthetic import housing_frame
-from tests.conftest import require
 from tests.support.drift import ARTIFACTS, chromium_available, render_offline
+from tests.support.env import require
 
-SPECS = drift.column_specs(target=True)
+SPECS = column_specs(target=True)
 
 
-def _analyse(reference: pl.DataFrame, current: pl.DataFrame, **kwargs) -> drift.DriftResult:
-    return drift.analyse(
+def _analyse(reference: pl.DataFrame, current: pl.DataFrame, **kwargs) -> DriftResult:
+    return analysis.analyse(
         reference, current, SPECS, reference_name="ref", current_name="cur", **kwargs
     )
 
@@ -36,10 +39,10 @@ def _reject_non_json(constant: str) -> None:
 
 def _assert_same_as_evidently(
     reference: pl.DataFrame, current: pl.DataFrame, **kwargs
-) -> drift.DriftResult:
+) -> DriftResult:
     ours = _analyse(reference, current, **kwargs)
-    theirs = drift.evidently_verdicts(
-        drift.evidently_run(
+    theirs = drift_report.evidently_verdicts(
+        drift_report.evidently_run(
             reference,
             current,
             SPECS,
@@ -213,8 +216,8 @@ def test_missing_or_empty_columns_are_named() -> None:
 
 
 def test_column_specs_come_from_the_schema_without_ids() -> None:
-    target = drift.column_specs(target=True)
-    production = drift.column_specs(prediction=True)
+    target = column_specs(target=True)
+    production = column_specs(prediction=True)
     assert [s.name for s in target] == ["price", *schema.FEATURES]
     assert [s.name for s in production] == [*schema.FEATURES, "prediction"]
     kinds = {s.name: s.kind for s in target}
@@ -231,7 +234,7 @@ def test_sampled_report_shows_the_full_data_verdicts() -> None:
     current = housing_frame(30_000, seed=2, area_shift=1.05)
     result = _analyse(reference, current)
     before = set(registry._registered_stat_tests)
-    report = drift.render_report(reference, current, result, SPECS, sample_rows=1000)
+    report = drift_report.render_report(reference, current, result, SPECS, sample_rows=1000)
     assert set(registry._registered_stat_tests) == before  # nothing left registered
 
     assert report.sample_rows == 1000
@@ -255,10 +258,12 @@ def test_report_is_stored_locally_with_timestamped_keys() -> None:
     storage = ObjectStorage()  # embedded: a folder under $BRIDGEAI_HOME
     frame = housing_frame(100, seed=1)
     result = _analyse(frame, frame)
-    report = drift.RenderedReport(html="<html>report</html>", json='{"a": 1}', sample_rows=None)
+    report = drift_report.RenderedReport(
+        html="<html>report</html>", json='{"a": 1}', sample_rows=None
+    )
     now = datetime(2025, 5, 17, 8, 30, 5, tzinfo=UTC)
-    first = drift.upload_report(storage, report, now=now)
-    second = drift.upload_report(storage, report, now=now)  # same second: not overwritten
+    first = report_storage.upload_report(storage, report, now=now)
+    second = report_storage.upload_report(storage, report, now=now)  # same second: not overwritten
     assert first.report_uri.endswith("/evidently-reports/report_20250517_083005.html")
     assert first.json_uri.endswith("/evidently-reports/report_20250517_083005.json")
     assert second.report_uri.endswith("/report_20250517_083005_2.html")
@@ -272,9 +277,9 @@ def test_a_refused_upload_keeps_the_report_locally(s3_server, bridgeai_home: Pat
     from pydantic import SecretStr
 
     storage = s3_server.storage(secret_access_key=SecretStr("not-the-secret-key"))
-    report = drift.RenderedReport(html="<html>kept</html>", json="{}", sample_rows=None)
+    report = drift_report.RenderedReport(html="<html>kept</html>", json="{}", sample_rows=None)
     with pytest.raises(OSError, match="could not store the drift report in s3://") as failure:
-        drift.upload_report(storage, report)
+        report_storage.upload_report(storage, report)
     kept = sorted((bridgeai_home / "drift" / "reports").glob("report_*"))
     assert [p.suffix for p in kept] == [".html", ".json"]
     assert kept[0].read_text() == "<html>kept</html>"
@@ -290,7 +295,9 @@ def test_report_is_uploaded_to_s3_and_opens_in_a_browser_offline(
     old = pl.read_csv(shared_data / "HousingData-old.csv")
     new = pl.read_csv(shared_data / "HousingData-new.csv")
     result = _analyse(old, new)
-    location = drift.upload_report(s3_storage, drift.render_report(old, new, result, SPECS))
+    location = report_storage.upload_report(
+        s3_storage, drift_report.render_report(old, new, result, SPECS)
+    )
 
     key = location.report_uri.rsplit("/", 1)[1]
     assert re.fullmatch(r"report_\d{8}_\d{6}\.html", key)

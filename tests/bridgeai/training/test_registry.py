@@ -9,15 +9,15 @@ import polars as pl
 import pytest
 
 from bridgeai.data.versions import DataVersion
+from bridgeai.model import registry_uri, source
+from bridgeai.model.mlflow_client import fluent
 from bridgeai.testing.synthetic import housing_frame
 from bridgeai.training import evaluation, registry, tracking
 from bridgeai.training import fit as training
 from bridgeai.training.fit import TrainingParams
 from bridgeai.training.registry import PromotionPolicy
-from tests.support.train import (  # noqa: F401
+from tests.support.train import (
     EmbeddedStore,
-    mlflow_store,
-    synthetic_splits,
     unique_name,
 )
 
@@ -46,7 +46,7 @@ def _lineage() -> tracking.Lineage:
 
 
 def _train_and_log(
-    experiment_id: str, frames: dict[str, pl.DataFrame], params: TrainingParams | None = None
+    store: EmbeddedStore, frames: dict[str, pl.DataFrame], params: TrainingParams | None = None
 ) -> tuple[evaluation.Metrics, tracking.RunRecord]:
     trained = training.train_model(frames, params)
     test = frames["test"]
@@ -54,7 +54,8 @@ def _train_and_log(
     metrics = evaluation.regression_metrics(y, trained.model.predict_frame(test))
     baseline = evaluation.median_baseline(training.target(frames["train"]), y)
     record = tracking.log_training_run(
-        experiment_id=experiment_id,
+        tracking_uri=store.tracking_uri,
+        experiment_id=store.experiment_id,
         trained=trained,
         test=test,
         test_metrics=metrics,
@@ -86,22 +87,22 @@ def _gate(
 
 
 def _alias(client: Any, name: str, alias: str) -> str | None:
-    found = registry.version_by_alias(client, name, alias)
+    found = source.find_version(client, name, alias)
     return None if found is None else str(found.version)
 
 
 # -- the gate -----------------------------------------------------------------------------------
 def test_first_version_is_champion_and_an_equal_one_is_challenger(
-    mlflow_store: EmbeddedStore,  # noqa: F811
-    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+    mlflow_store: EmbeddedStore,
+    synthetic_splits: dict[str, pl.DataFrame],
 ) -> None:
-    client, name = mlflow_store.use(), unique_name()
-    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    client, name = mlflow_store.client, unique_name()
+    metrics, record = _train_and_log(mlflow_store, synthetic_splits)
     first = _gate(client, name, synthetic_splits, metrics, record)
     assert (first.version, first.promoted, first.alias) == ("1", True, "champion")
     assert first.reason.startswith("no champion yet")
 
-    metrics2, record2 = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    metrics2, record2 = _train_and_log(mlflow_store, synthetic_splits)
     assert metrics2 == metrics  # deterministic
     second = _gate(client, name, synthetic_splits, metrics2, record2)
     assert (second.version, second.promoted, second.alias) == ("2", False, "challenger")
@@ -119,14 +120,14 @@ def test_first_version_is_champion_and_an_equal_one_is_challenger(
 
 
 def test_a_better_version_takes_champion(
-    mlflow_store: EmbeddedStore,  # noqa: F811
-    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+    mlflow_store: EmbeddedStore,
+    synthetic_splits: dict[str, pl.DataFrame],
 ) -> None:
-    client, name = mlflow_store.use(), unique_name()
-    weak_metrics, weak = _train_and_log(mlflow_store.experiment_id, synthetic_splits, WEAK)
+    client, name = mlflow_store.client, unique_name()
+    weak_metrics, weak = _train_and_log(mlflow_store, synthetic_splits, WEAK)
     assert _gate(client, name, synthetic_splits, weak_metrics, weak).promoted
 
-    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    metrics, record = _train_and_log(mlflow_store, synthetic_splits)
     assert metrics.rmse < weak_metrics.rmse
     decision = _gate(client, name, synthetic_splits, metrics, record)
     assert (decision.version, decision.promoted, decision.alias) == ("2", True, "champion")
@@ -137,34 +138,34 @@ def test_a_better_version_takes_champion(
 
 
 def test_the_champion_is_rescored_on_the_current_test_split(
-    mlflow_store: EmbeddedStore,  # noqa: F811
-    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+    mlflow_store: EmbeddedStore,
+    synthetic_splits: dict[str, pl.DataFrame],
 ) -> None:
-    client, name = mlflow_store.use(), unique_name()
-    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    client, name = mlflow_store.client, unique_name()
+    metrics, record = _train_and_log(mlflow_store, synthetic_splits)
     _gate(client, name, synthetic_splits, metrics, record)
 
     # A new data version: other houses in test. The champion's logged score does not apply.
     other = {**synthetic_splits, "test": housing_frame(120, seed=99)}
-    model = registry.load_version(name, "1")
+    model, _ = source.load(registry_uri(name, version=1), client)
     expected = evaluation.regression_metrics(
         training.target(other["test"]), model.predict_frame(other["test"])
     )
     assert expected.rmse != metrics.rmse
-    new_metrics, new_record = _train_and_log(mlflow_store.experiment_id, other, WEAK)
+    new_metrics, new_record = _train_and_log(mlflow_store, other, WEAK)
     decision = _gate(client, name, other, new_metrics, new_record)
     assert decision.champion_score == pytest.approx(expected.rmse)
     assert not decision.promoted
 
 
 def test_policy_margin_and_metric_direction(
-    mlflow_store: EmbeddedStore,  # noqa: F811
-    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+    mlflow_store: EmbeddedStore,
+    synthetic_splits: dict[str, pl.DataFrame],
 ) -> None:
-    client, name = mlflow_store.use(), unique_name()
-    weak_metrics, weak = _train_and_log(mlflow_store.experiment_id, synthetic_splits, WEAK)
+    client, name = mlflow_store.client, unique_name()
+    weak_metrics, weak = _train_and_log(mlflow_store, synthetic_splits, WEAK)
     _gate(client, name, synthetic_splits, weak_metrics, weak)
-    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    metrics, record = _train_and_log(mlflow_store, synthetic_splits)
     gain = 1 - metrics.rmse / weak_metrics.rmse
 
     strict = PromotionPolicy(min_improvement=min(1.0, gain + 0.05))
@@ -172,18 +173,18 @@ def test_policy_margin_and_metric_direction(
     assert not refused.promoted and f"better by more than {strict.min_improvement:.2%}" in (
         refused.reason
     )
-    metrics3, record3 = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    metrics3, record3 = _train_and_log(mlflow_store, synthetic_splits)
     by_r2 = _gate(client, name, synthetic_splits, metrics3, record3, PromotionPolicy(metric="r2"))
     assert by_r2.promoted and by_r2.metric == "r2" and by_r2.score == metrics.r2
     assert by_r2.champion_score == pytest.approx(weak_metrics.r2)
 
 
 def test_a_retried_registration_reuses_the_version(
-    mlflow_store: EmbeddedStore,  # noqa: F811
-    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+    mlflow_store: EmbeddedStore,
+    synthetic_splits: dict[str, pl.DataFrame],
 ) -> None:
-    client, name = mlflow_store.use(), unique_name()
-    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    client, name = mlflow_store.client, unique_name()
+    metrics, record = _train_and_log(mlflow_store, synthetic_splits)
     first = _gate(client, name, synthetic_splits, metrics, record)
     again = _gate(client, name, synthetic_splits, metrics, record)
     assert again.version == first.version == "1"
@@ -191,19 +192,22 @@ def test_a_retried_registration_reuses_the_version(
 
 
 def test_an_unreadable_champion_is_replaced(
-    mlflow_store: EmbeddedStore,  # noqa: F811
-    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+    mlflow_store: EmbeddedStore,
+    synthetic_splits: dict[str, pl.DataFrame],
 ) -> None:
     import mlflow
 
-    client, name = mlflow_store.use(), unique_name()
-    with mlflow.start_run(experiment_id=mlflow_store.experiment_id) as run:
+    client, name = mlflow_store.client, unique_name()
+    with (
+        fluent(mlflow_store.tracking_uri),
+        mlflow.start_run(experiment_id=mlflow_store.experiment_id) as run,
+    ):
         mlflow.log_text("not a model", "junk/model_dir/readme.txt")
     registry.ensure_registered_model(client, name)
     junk = client.create_model_version(name, f"runs:/{run.info.run_id}/junk", run.info.run_id)
     client.set_registered_model_alias(name, "champion", junk.version)
 
-    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    metrics, record = _train_and_log(mlflow_store, synthetic_splits)
     decision = _gate(client, name, synthetic_splits, metrics, record)
     assert decision.promoted and decision.champion_score is None
     assert "champion v1 could not be scored" in decision.reason
@@ -212,11 +216,11 @@ def test_an_unreadable_champion_is_replaced(
 
 # -- what the run and the version carry ---------------------------------------------------------
 def test_run_and_version_carry_metrics_lineage_and_artifacts(
-    mlflow_store: EmbeddedStore,  # noqa: F811
-    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+    mlflow_store: EmbeddedStore,
+    synthetic_splits: dict[str, pl.DataFrame],
 ) -> None:
-    client, name = mlflow_store.use(), unique_name()
-    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    client, name = mlflow_store.client, unique_name()
+    metrics, record = _train_and_log(mlflow_store, synthetic_splits)
     decision = _gate(client, name, synthetic_splits, metrics, record)
 
     run = client.get_run(record.run_id)
@@ -242,22 +246,24 @@ def test_run_and_version_carry_metrics_lineage_and_artifacts(
 
 
 def test_champion_loads_as_pyfunc_and_ignores_categorical_case(
-    mlflow_store: EmbeddedStore,  # noqa: F811
-    synthetic_splits: dict[str, pl.DataFrame],  # noqa: F811
+    mlflow_store: EmbeddedStore,
+    synthetic_splits: dict[str, pl.DataFrame],
 ) -> None:
-    client, name = mlflow_store.use(), unique_name()
-    metrics, record = _train_and_log(mlflow_store.experiment_id, synthetic_splits)
+    client, name = mlflow_store.client, unique_name()
+    metrics, record = _train_and_log(mlflow_store, synthetic_splits)
     _gate(client, name, synthetic_splits, metrics, record)
-    _assert_pyfunc_champion(name, synthetic_splits["test"])
+    _assert_pyfunc_champion(mlflow_store, name, synthetic_splits["test"])
 
 
-def _assert_pyfunc_champion(name: str, test: pl.DataFrame) -> None:
+def _assert_pyfunc_champion(store: EmbeddedStore, name: str, test: pl.DataFrame) -> None:
     import mlflow
     import pandas as pd
 
     from bridgeai import schema
 
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    client = store.client
+    with fluent(store.tracking_uri):
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     base = {f: schema.EXAMPLE_HOUSE[f] for f in schema.FEATURES}
     rows = pd.DataFrame(
         [
@@ -270,6 +276,8 @@ def _assert_pyfunc_champion(name: str, test: pl.DataFrame) -> None:
     prices = np.asarray(pyfunc.predict(rows))
     assert prices[0] > 0 and prices[0] == prices[1] == prices[2]
     # The pyfunc and the registry's own loader agree on the test split's raw rows.
-    champion = registry.version_by_alias(mlflow.MlflowClient(), name, "champion")
-    direct = registry.load_version(name, champion.version).predict_frame(test)
-    np.testing.assert_allclose(np.asarray(pyfunc.predict(test.to_pandas())), direct)
+    direct, info = source.load(registry_uri(name, alias="champion"), client)
+    assert info.aliases == ["champion"]
+    np.testing.assert_allclose(
+        np.asarray(pyfunc.predict(test.to_pandas())), direct.predict_frame(test)
+    )

@@ -13,7 +13,6 @@ from alembic.migration import MigrationContext
 
 from bridgeai import schema
 from bridgeai.service import prediction_log
-from tests.support.service import pg_database_url  # noqa: F401
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -11,19 +11,18 @@ import polars as pl
 import pytest
 
 from blocks import DataRepository, ObjectStorage
-from bridgeai.data import ingestion
+from bridgeai.data import cleaning
 from bridgeai.data import versions as data_versions
 from bridgeai.data.repository import DataRepo, DataRepoError, default_workdir, redact_url
 from bridgeai.data.split import split_frame
 from bridgeai.data.versions import describe, list_data_versions, load_split, load_splits, next_tag
 from bridgeai.testing.synthetic import housing_frame
-from tests.support.ingest import (  # noqa: F401
+from tests.support.env import REPO_ROOT
+from tests.support.ingest import (
     bare_remote,
     commit_count,
-    dedicated_s3,
     files_containing,
     git,
-    git_http_server,
     publish,
     tags,
 )
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*")
 
 
 def _splits(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    return split_frame(ingestion.clean(frame).frame)
+    return split_frame(cleaning.clean(frame).frame)
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -177,7 +176,7 @@ def test_concurrent_ingestions_on_one_repository_are_serialised(
         "v = publish(DataRepo(), s, housing_frame(100, seed=int(sys.argv[1])));"
         "print(v.tag)"
     )
-    root = Path(__file__).resolve().parents[2]
+    root = REPO_ROOT
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(seed)],
@@ -240,7 +239,7 @@ def test_a_rejected_push_keeps_nothing(bridgeai_home: Path, tmp_path: Path) -> N
     publish(first, storage, housing_frame(100, seed=32))  # data-v1.1.0 from the first clone
 
     # The second clone is stale: it computes data-v1.1.0 too and its push must be rejected.
-    cleaned = ingestion.clean(housing_frame(100, seed=33)).frame
+    cleaned = cleaning.clean(housing_frame(100, seed=33)).frame
     meta = {"tag": "data-v1.1.0", "source": "t", "checksum": "x", "rows": {}, "split": {}}
     second.stage(split_frame(cleaned), meta, storage.dvc_remote())
     second.push_data(data_versions.remote_config(storage))
@@ -254,7 +253,7 @@ def test_a_rejected_push_keeps_nothing(bridgeai_home: Path, tmp_path: Path) -> N
     assert publish(second, storage, housing_frame(100, seed=33)).tag == "data-v1.2.0"
 
 
-def test_https_remote_with_token(bridgeai_home: Path, git_http_server) -> None:  # noqa: F811
+def test_https_remote_with_token(bridgeai_home: Path, git_http_server) -> None:
     server = git_http_server
     block = DataRepository(url=server.url, username=server.username, token=server.token)
     version = publish(block.repository(), ObjectStorage(), housing_frame(100, seed=41))
