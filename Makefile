@@ -31,10 +31,11 @@ test: sync  ## Run every test (real SeaweedFS, Postgres, Prefect, MLflow; Docker
 test-fast: sync  ## Run the tests not marked slow
 	$(UV) run --no-sync pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: sync  ## ruff (lint + format check) and mypy on src/
+lint: sync  ## ruff (lint + format check), mypy on src/, and the import contracts (lint-imports)
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync mypy
+	$(UV) run --no-sync lint-imports
 
 format: sync  ## Apply ruff's fixes and formatting
 	$(UV) run --no-sync ruff check --fix .

@@ -15,7 +15,6 @@ housing-shaped CSV (``bridgeai.testing.synthetic``) of the same size.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -25,8 +24,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from _common import SHARED, write_results
+
 TARGET_SECONDS = 180.0
 STAGES = ("data-ingestion", "model-training", "deploy-model", "drift-monitoring")
 
@@ -34,10 +33,9 @@ STAGES = ("data-ingestion", "model-training", "deploy-model", "drift-monitoring"
 def _source(given: str | None, work: Path) -> str:
     if given:
         return given
-    shared = ROOT.parent / "shared" / "data" / "HousingData.csv"
+    shared = SHARED / "HousingData.csv"
     if shared.is_file():
         return str(shared)
-    sys.path.insert(0, str(ROOT / "src"))
     from bridgeai.testing.synthetic import housing_frame
 
     path = work / "housing.csv"
@@ -114,22 +112,12 @@ def main() -> int:
     print(f"{'metric':<44} {'value':>8}")
     for row in results:
         print(f"{row['metric']:<44} {row['value']:>7.1f}s  {row['target'] or ''}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "demo.json").write_text(
-        json.dumps(
-            {
-                "name": "demo",
-                "results": results,
-                "notes": [
-                    "bridgeai demo = make demo without the environment sync; embedded mode, "
-                    "no Docker engine (image stage skipped), a fresh $BRIDGEAI_HOME and "
-                    "PREFECT_HOME; the MLflow store template cache (~/.cache/bridgeai) as left "
-                    "by earlier runs."
-                ],
-            },
-            indent=2,
-        )
-    )
+    notes = [
+        "bridgeai demo = make demo without the environment sync; embedded mode, no Docker engine "
+        "(image stage skipped), a fresh $BRIDGEAI_HOME and PREFECT_HOME; the MLflow store "
+        "template cache (~/.cache/bridgeai) as left by earlier runs."
+    ]
+    write_results("demo", results, notes)
     return 0 if first <= TARGET_SECONDS else 1
 
 

@@ -32,9 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-RESULTS = BENCH / "results"
+from _common import ROOT, write_results
+
 TARGET_SECONDS = 60.0
 TARGET_RSS_MB = 1536.0
 SCENARIOS = {"small-ref": 350, "large-ref": 100_000}
@@ -211,11 +210,7 @@ def main() -> int:
         "Each side runs in a fresh process reading the same Parquet files; times include "
         "Python start-up, imports (evidently: 10-20 s) and loading; peak RSS is ru_maxrss."
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "drift.json"
-    out.write_text(json.dumps({"name": "drift", "results": results, "notes": notes}, indent=1))
-    print(f"\nwritten {out}")
-    return 0 if all(r["ok"] is not False for r in results) else 1
+    return write_results("drift", results, notes)
 
 
 if __name__ == "__main__":

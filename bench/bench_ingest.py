@@ -21,7 +21,6 @@ Data: ``../shared/data/HousingData*.csv`` when present, else synthetic rows of t
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -32,12 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-RESULTS = BENCH / "results"
-SHARED = ROOT.parent / "shared" / "data"
+from _common import SHARED, write_results
+
 TARGET_FLOW_S = 5.0
-sys.path.insert(0, str(ROOT))
 
 
 def _datasets(folder: Path) -> tuple[list[Path], str]:
@@ -216,12 +212,9 @@ def main() -> int:
         "cold = the first ingestion in a fresh process: imports DVC and scikit-learn "
         "(the split) once; a worker or pipeline pays this once per process"
     )
-    RESULTS.mkdir(exist_ok=True)
-    doc = {"name": "ingest", "results": results, "notes": notes}
-    (RESULTS / "ingest.json").write_text(json.dumps(doc, indent=1))
     for note in notes:
         print("-", note)
-    return 0 if all(r["ok"] is not False for r in results) else 1
+    return write_results("ingest", results, notes)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,16 +37,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-RESULTS = BENCH / "results"
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import orjson
+from _common import load_parser, write_results, wrk_missing
 
-import numpy as np  # noqa: E402
-import orjson  # noqa: E402
-
-from bridgeai import procs, schema  # noqa: E402
-from bridgeai.serving import codec as v2  # noqa: E402
+from bridgeai import procs, schema
+from bridgeai.serving import codec as v2
 
 MODEL_NAME = "house_price_prediction_prod"
 TARGET_RPS = 2000.0
@@ -109,9 +104,8 @@ def register(model: Any, root: Path) -> tuple[str, str]:
 # -- servers ------------------------------------------------------------------------------------
 def start(command: list[str], env: dict[str, str], ready: str, log: Path, name: str) -> Any:
     started = time.monotonic()
-    process = procs.start_process(command, log_file=log, env=env)
-    procs.wait_until(
-        lambda: procs.http_ok(ready), timeout=300, service=name, log_file=log, process=process
+    process = procs.start_server(
+        command, log_file=log, env=env, service=name, ready=ready, timeout=300
     )
     return process, time.monotonic() - started
 
@@ -176,15 +170,11 @@ def post_timed(port: int, path: str, body: bytes) -> tuple[float, bytes]:
 
 # -- main ---------------------------------------------------------------------------------------
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--warmup", type=float, default=3)
-    parser.add_argument("--connections", type=int, default=32)
+    parser = load_parser(__doc__.split("\n")[0])
     parser.add_argument("--batch-repeats", type=int, default=5)
     parser.add_argument("--skip-mlflow", action="store_true", help="only BridgeAI's server")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+    if wrk_missing():
         return 2
 
     from bridgeai.testing.synthetic import housing_frame
@@ -363,9 +353,7 @@ def report(
               f"{row['target'] or '':<9} {ok}")  # fmt: skip
     for note in notes:
         print(f"- {note}")
-    RESULTS.mkdir(exist_ok=True)
-    doc = {"name": "model_server", "results": rows, "notes": notes}
-    (RESULTS / "model_server.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_results("model_server", rows, notes)
     return 0
 
 

@@ -32,13 +32,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-RESULTS = BENCH / "results"
-sys.path.insert(0, str(ROOT))  # tests.support: the throwaway PostgreSQL cluster, a small model
+from _common import BENCH, load_parser, write_results, wrk_missing
 
-from bridgeai import procs, schema  # noqa: E402
-from bridgeai.testing.postgres import DATABASE, PostgresCluster, find_bin  # noqa: E402
+from bridgeai import procs, schema
+from bridgeai.testing.postgres import DATABASE, PostgresCluster, find_bin
 
 TARGET_RPS = 1000.0
 TARGET_P99_MS = 50.0
@@ -158,12 +155,9 @@ def _wrk(url: str, seconds: float, connections: int, workdir: Path, pids: dict[s
 
 
 def _start(command: list[str], log_file: Path, ready_url: str, name: str, env=None):
-    process = procs.start_process(command, log_file=log_file, env=env)
-    procs.wait_until(
-        lambda: procs.http_ok(ready_url), timeout=180, service=name, log_file=log_file,
-        process=process,
-    )  # fmt: skip
-    return process
+    return procs.start_server(
+        command, log_file=log_file, env=env, service=name, ready=ready_url, timeout=180
+    )
 
 
 def _stop_gracefully(process: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -225,14 +219,10 @@ def _scrape(url: str) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=20.0, help="Measured seconds per side.")
-    parser.add_argument("--warmup", type=float, default=3.0, help="Warm-up seconds per side.")
-    parser.add_argument("--connections", type=int, default=32, help="Concurrent connections.")
+    parser = load_parser(__doc__.splitlines()[0])
     parser.add_argument("--fast-pg", action="store_true", help="PostgreSQL with fsync=off.")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+    if wrk_missing():
         return 2
 
     from bridgeai.testing.models import tiny_model
@@ -335,16 +325,14 @@ def main() -> int:
         "the original's design re-created in bench/original_prediction_service.py (psycopg 3 "
         "instead of psycopg2, which is not installed here)",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    doc = {
-        "name": "prediction_service",
-        "results": [
+    write_results(
+        "prediction_service",
+        [
             {"metric": m, "value": float(v), "unit": u, "target": t, "ok": ok}
             for m, v, u, t, ok in results
         ],
-        "notes": notes,
-    }
-    (RESULTS / "prediction_service.json").write_text(json.dumps(doc, indent=1) + "\n")
+        notes,
+    )
     width = max(len(r[0]) for r in results)
     print(f"\n{'metric':<{width}}  {'value':>12}  unit    target    ok")
     for metric, value, unit, target, ok in results:

@@ -22,22 +22,17 @@ Data: ``../shared/data/HousingData.csv`` when present, else synthetic rows of th
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-RESULTS = BENCH / "results"
-SHARED = ROOT.parent / "shared" / "data"
+from _common import SHARED, write_results
+
 TARGET_R2 = 0.65
 TARGET_FLOW_S = 5.0
-sys.path.insert(0, str(ROOT))
 
 
 def _data(folder: Path) -> tuple[Path, str]:
@@ -240,11 +235,7 @@ def main() -> int:
         results.append({"metric": name, "value": seconds, "unit": "s", "target": target, "ok": ok})
     notes.append("warm = imports done and the MLflow store exists (a pipeline or a worker)")
 
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "training.json"
-    out.write_text(json.dumps({"name": "training", "results": results, "notes": notes}, indent=1))
-    print(f"\nwritten to {out}")
-    return 0 if all(r["ok"] is not False for r in results) else 1
+    return write_results("training", results, notes)
 
 
 if __name__ == "__main__":

@@ -144,8 +144,9 @@ async def test_kserve_timeout_fails_the_run_and_keeps_the_diagnosis(
 
 def test_kserve_refuses_a_tag_without_registry_and_unknown_versions(registered_models) -> None:
     from bridgeai.deploy.digests import DigestLookupError
+    from bridgeai.model.source import ModelNotFound
 
-    with pytest.raises(ValueError, match="has no version 42"):
+    with pytest.raises(ModelNotFound, match="has no version 42"):
         run_deploy(target="kserve", model_version="42", mlflow_block=registered_models)
     with pytest.raises(DigestLookupError, match="no registry host"):
         run_deploy(target="kserve", image="bridgeai-mlops:2", mlflow_block=registered_models)
@@ -154,7 +155,6 @@ def test_kserve_refuses_a_tag_without_registry_and_unknown_versions(registered_m
 @pytest.mark.integration
 @pytest.mark.slow
 def test_local_serves_the_champion_then_rolls_back(registered_models) -> None:
-    pytest.importorskip("bridgeai.serving.app", reason="the model server lands with issue 5")
     from bridgeai import procs
     from bridgeai.deploy import local as local_serving
 

@@ -22,6 +22,7 @@ from blocks import DataRepository, MLflowServer, ObjectStorage
 from bridgeai import schema
 from bridgeai.data.dvc_store import DataRepoError
 from bridgeai.data.versions import describe
+from bridgeai.model.mlflow_client import fluent
 from bridgeai.testing.synthetic import housing_frame
 from bridgeai.training.fit import TrainingParams
 from bridgeai.training.registry import format_metric
@@ -67,9 +68,10 @@ def _artifacts(flow_run_id: str) -> dict[str, Any]:
     return {a.key: a for a in found}
 
 
-def _assert_champion_pyfunc(rows: pd.DataFrame) -> np.ndarray:
+def _assert_champion_pyfunc(rows: pd.DataFrame, tracking_uri: str) -> np.ndarray:
     """The champion loads with plain MLflow and ignores the case of categoricals."""
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    with fluent(tracking_uri):  # a notebook user sets the URI: the flow leaves no MLflow global
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     base = {f: schema.EXAMPLE_HOUSE[f] for f in schema.FEATURES}
     spelled = pd.DataFrame(
         [{**base, "basement": s, "prefarea": s, "mainroad": s} for s in ("yes", "YES", "Yes")]
@@ -141,7 +143,7 @@ def test_embedded_training_on_the_originals_data(tmp_path: Path, shared_data: Pa
     assert f"v1: {format_metric(first.metrics['rmse'])}" in decision
 
     rows = pd.read_csv(shared_data / "HousingData.csv").head(20)
-    _assert_champion_pyfunc(rows)
+    _assert_champion_pyfunc(rows, MLflowServer().resolved_tracking_uri())
 
 
 def test_a_missing_data_version_fails_before_touching_mlflow(
@@ -197,7 +199,8 @@ def test_a_better_version_takes_champion_on_a_real_mlflow_server(
     link = _artifacts(run_id)["mlflow-run"]
     assert f"({mlflow_server.url}/#/experiments/" in link.data and better.run_id in link.data
 
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
+    with fluent(mlflow_server.url):
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
     rows = housing_frame(5, seed=1).to_pandas()
     assert np.isfinite(np.asarray(pyfunc.predict(rows))).all()
 

@@ -119,7 +119,6 @@ def test_stop_stops_and_forgets() -> None:
 @pytest.mark.slow
 def test_real_model_server_on_a_model_directory(tmp_path: Path) -> None:
     """``bridgeai serve-model`` itself (issue 5's server) answers ready and infers."""
-    pytest.importorskip("bridgeai.serving.app", reason="the model server lands with issue 5")
     from bridgeai.schema import EXAMPLE_HOUSE, V2_DATATYPE
     from bridgeai.testing.models import tiny_model
 
