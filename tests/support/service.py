@@ -6,14 +6,15 @@ The fixtures built on these live in ``tests/bridgeai/service/conftest.py``.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -21,6 +22,8 @@ import pytest
 from bridgeai import procs
 from tests.support.model_server import MODEL_NAME as MODEL_NAME
 from tests.support.postgres import PostgresCluster
+
+T = TypeVar("T")
 
 API_KEY = "test-key-" + "x" * 8
 
@@ -120,6 +123,11 @@ class RunningService:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60.0, **kwargs)
+
+    def on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the service's event loop (its pools live there) and wait."""
+        loop = self.server.servers[0].get_loop()
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(60)
 
     def stop(self) -> None:
         """A clean shutdown (as on SIGTERM): uvicorn drains, then the lifespan flushes."""

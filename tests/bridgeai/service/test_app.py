@@ -14,6 +14,7 @@ import pytest
 
 from bridgeai import schema
 from bridgeai.service.models import MESSAGE, UNIT
+from tests.support.model_server import reference_prices
 from tests.support.service import (
     API_KEY,
     MODEL_NAME,
@@ -74,7 +75,7 @@ def _rows_of(url: str, request_id: str, expected: int) -> list[dict] | None:
 
 
 def _price(local_model, house: dict) -> float:
-    return float(local_model.predict({f: [house[f]] for f in schema.FEATURES})[0])
+    return float(reference_prices(local_model, [house])[0])
 
 
 # -- the original's contract ----------------------------------------------------------------
