@@ -1,4 +1,4 @@
-"""HousePriceModel: encoding, case-insensitivity, imputation, save/load (the pyfunc: model/test_pyfunc.py)."""
+"""HousePriceModel: encoding, case-insensitivity, imputation, save and load."""
 
 from __future__ import annotations
 

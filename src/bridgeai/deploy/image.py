@@ -31,7 +31,7 @@ IMAGE_NAME = "bridgeai-mlops"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 #: Where the Dockerfile template lives in a source checkout (``$BRIDGEAI_MODEL_IMAGE_DIR``
 #: overrides it, e.g. in a flow-runner image that copies the folder elsewhere).
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deployments" / "model-image"
+TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "deployments" / "model-image"
 
 _AUTH_WORDS = ("unauthorized", "denied", "authentication required", "no basic auth")
 

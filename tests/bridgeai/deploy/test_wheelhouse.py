@@ -6,22 +6,51 @@ import base64
 import csv
 import hashlib
 import io
+import re
+import subprocess
+import sys
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+import bridgeai
 from bridgeai.deploy import wheelhouse
+from bridgeai.model import packaging
+
+SERVING = Path(bridgeai.__file__).resolve().parent / "serving"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def test_runtime_is_the_server_and_its_dependencies_only() -> None:
-    names = {
-        d.metadata["Name"].lower().replace("_", "-") for d in wheelhouse.runtime_distributions()
-    }
+    names = {_canonical(d.metadata["Name"]) for d in wheelhouse.runtime_distributions()}
     assert {"lightgbm", "numpy", "scipy", "starlette", "uvicorn", "uvloop", "orjson"} <= names
-    assert {"typer", "pydantic-settings", "python-dotenv"} <= names
-    assert names.isdisjoint({"prefect", "mlflow", "dvc", "evidently", "pandas", "polars", "rich"})
+    assert {"pydantic-settings", "python-dotenv", "anyio"} <= names
+    assert names.isdisjoint(
+        {"prefect", "mlflow", "dvc", "evidently", "pandas", "polars", "typer", "rich", "fastapi"}
+    )
+
+
+def test_the_server_requirements_are_what_the_server_modules_import() -> None:
+    modules = packaging.closure(*wheelhouse.server_modules())
+    imported = set().union(*(m.third_party for m in modules.values()))
+    deferred = set().union(*(m.deferred_third_party for m in modules.values())) - imported
+    distributions = metadata.packages_distributions()
+
+    def dist(name: str) -> str:
+        return _canonical(distributions[name][0])
+
+    # What is imported when a module is imported must be in the image; what only a function
+    # imports too, unless it serves registry URIs only (the image serves a baked-in directory).
+    assert wheelhouse.REGISTRY_ONLY.isdisjoint(imported)
+    needed = {dist(n) for n in imported | deferred if n not in wheelhouse.REGISTRY_ONLY}
+    listed = {_canonical(n) for n in wheelhouse.SERVER_REQUIREMENTS}
+    assert needed == listed - set(wheelhouse.UVICORN_SPEEDUPS)
+    assert set(wheelhouse.UVICORN_SPEEDUPS) <= listed
 
 
 def _check_record(wheel: Path) -> list[str]:
@@ -54,16 +83,52 @@ def test_repacked_wheel_is_reproducible_and_complete(tmp_path: Path) -> None:
     assert not any(n.endswith((".pyc", "/INSTALLER", "/direct_url.json")) for n in names)
 
 
-def test_project_wheel_holds_the_library_and_its_command(tmp_path: Path) -> None:
+def test_project_wheel_holds_the_server_modules_only(tmp_path: Path) -> None:
     wheel = wheelhouse.project_wheel(tmp_path)
     names = _check_record(wheel)
-    assert "bridgeai/model_server.py" in names
-    assert not any(n.startswith(("flows/", "blocks/", "tests/")) for n in names)
+    modules = [n for n in names if not n.startswith("bridgeai-")]
+    assert modules == [
+        "bridgeai/__init__.py",
+        "bridgeai/model/__init__.py",
+        "bridgeai/model/errors.py",
+        "bridgeai/model/fast_booster.py",
+        "bridgeai/model/house_price.py",
+        "bridgeai/model/source.py",
+        "bridgeai/paths.py",
+        "bridgeai/schema.py",
+        *(f"bridgeai/serving/{p.name}" for p in sorted(SERVING.glob("*.py"))),
+    ]
+    assert not any(n.endswith("entry_points.txt") for n in names)  # no `bridgeai` command
     with zipfile.ZipFile(wheel) as archive:
-        entry_points = archive.read(
-            next(n for n in names if n.endswith("entry_points.txt"))
-        ).decode()
-    assert "bridgeai = bridgeai.cli:app" in entry_points
+        meta = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "Name: bridgeai\n" in meta and "Requires-Dist" not in meta
+
+
+@pytest.mark.integration
+def test_the_wheel_alone_imports_every_server_module_and_runs_the_entrypoint(
+    tmp_path: Path,
+) -> None:
+    # Unpacked on its own (no checkout on sys.path): every server module imports from it.
+    wheel = wheelhouse.project_wheel(tmp_path)
+    target = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(target)
+    source = Path(bridgeai.__file__).resolve().parent
+    checkout = sorted({str(source.parent), str(source.parents[1])})
+    modules = [m for m in wheelhouse.server_modules() if not m.endswith(".__main__")]
+    script = (
+        "import importlib, runpy, sys\n"
+        f"sys.path[:] = [{str(target)!r}] + [p for p in sys.path if p not in {checkout!r}]\n"
+        f"for name in {modules!r}:\n"
+        f"    assert importlib.import_module(name).__file__.startswith({str(target)!r}), name\n"
+        "sys.argv = ['python -m bridgeai.serving', '--help']\n"
+        "runpy.run_module('bridgeai.serving', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--model-uri" in result.stdout
 
 
 @pytest.mark.integration
