@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from bridgeai.deploy import wheelhouse
+from bridgeai.model.errors import BridgeAIError
 from bridgeai.model.source import ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "deployments" / "model-imag
 _AUTH_WORDS = ("unauthorized", "denied", "authentication required", "no basic auth")
 
 
-class ImageError(RuntimeError):
+class ImageError(BridgeAIError, RuntimeError):
     """Building, pushing or pulling the image failed; the message says why and what to fix."""
 
 

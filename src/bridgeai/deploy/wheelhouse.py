@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from bridgeai.model import packaging
+from bridgeai.model.errors import BridgeAIError
 
 #: The model server: the image runs ``python -m bridgeai.serving`` and carries the ``bridgeai``
 #: modules this package imports, transitively.
@@ -63,7 +64,7 @@ _INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "uv_cach
 WheelSource = Literal["environment", "index"]
 
 
-class WheelhouseError(RuntimeError):
+class WheelhouseError(BridgeAIError, RuntimeError):
     """The wheels cannot be prepared; the message says what to change."""
 
 

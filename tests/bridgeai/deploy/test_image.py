@@ -9,6 +9,7 @@ import pytest
 
 from bridgeai import procs
 from bridgeai.deploy import image
+from bridgeai.model.errors import BridgeAIError
 from bridgeai.model.source import ModelInfo
 from tests.support.docker import DockerEnv
 from tests.support.models import tiny_model
@@ -28,6 +29,7 @@ def test_no_engine_is_one_sentence_saying_how_to_point_at_one(
     assert f"no Docker engine is reachable at {docker_host}" in message
     assert "set DOCKER_HOST" in message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert isinstance(caught.value, BridgeAIError) and not caught.value.transient
 
 
 def test_image_ref_prefers_the_digest() -> None:
