@@ -108,10 +108,10 @@ def serve_model(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
-    """Serve the model over the Open Inference Protocol v2 (the image's entrypoint)."""
-    from bridgeai.serving import app as model_server
+    """Serve the model over the Open Inference Protocol v2 (as `python -m bridgeai.serving`)."""
+    from bridgeai.serving.main import main
 
-    model_server.main(model_uri=model_uri, host=host, port=port)
+    main(model_uri=model_uri, host=host, port=port)
 
 
 @app.command("serve")

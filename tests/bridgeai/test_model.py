@@ -1,4 +1,4 @@
-"""HousePriceModel: encoding, case-insensitivity, imputation, save/load and the MLflow pyfunc."""
+"""HousePriceModel: encoding, case-insensitivity, imputation, save and load."""
 
 from __future__ import annotations
 
@@ -60,29 +60,3 @@ def test_save_and_load_round_trip(tmp_path: Path, model: HousePriceModel) -> Non
     np.testing.assert_allclose(loaded.predict(batch), model.predict(batch))
     with pytest.raises(FileNotFoundError, match="not a BridgeAI model"):
         HousePriceModel.load(tmp_path)
-
-
-def test_pyfunc_predicts_like_the_model_on_raw_rows(model: HousePriceModel) -> None:
-    import mlflow
-    import pandas as pd
-
-    from blocks import MLflowServer
-    from bridgeai.model.pyfunc import log_model
-
-    server = MLflowServer()
-    server.client()
-    experiment_id = server.ensure_experiment()
-    with mlflow.start_run(experiment_id=experiment_id):
-        info = log_model(model)
-    # Logged from code, not pickled: loading it never unpickles anything.
-    files = {p.name for p in Path(mlflow.artifacts.download_artifacts(info.model_uri)).iterdir()}
-    assert "pyfunc_code.py" in files
-    assert not any(name.endswith(".pkl") for name in files), files
-    loaded = mlflow.pyfunc.load_model(info.model_uri)
-    frame = pd.DataFrame([{**schema.EXAMPLE_HOUSE, "area": 1200.0}] * 3)
-    frame.loc[1, "mainroad"] = "YES"
-    frame.loc[2, "mainroad"] = "Yes"
-    predictions = np.asarray(loaded.predict(frame))
-    assert predictions[0] == predictions[1] == predictions[2]
-    expected = model.predict({f: frame[f].tolist() for f in schema.FEATURES})
-    np.testing.assert_allclose(predictions, expected)

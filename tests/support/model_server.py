@@ -1,13 +1,18 @@
-"""Model-server test helpers: a model directory with its identity, a registered model, a server."""
+"""Model-server test helpers: a model directory with its identity, a registered model, a real
+server process, and the independent computation the servers' answers are checked against."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bridgeai import procs
 from bridgeai.model.house_price import HousePriceModel
@@ -15,9 +20,51 @@ from bridgeai.model.source import ModelInfo
 
 MODEL_NAME = "house_price_prediction_prod"
 
+#: The booster's columns and the codes its categoricals were trained with, written out here (not
+#: taken from bridgeai.schema or the model's encoder) so expected prices are computed
+#: independently of the code under test.
+BOOSTER_COLUMNS = (
+    "area", "bedrooms", "bathrooms", "stories", "mainroad", "guestroom", "basement",
+    "hotwaterheating", "airconditioning", "parking", "prefarea", "furnishingstatus",
+)  # fmt: skip
+_YES_NO = {"no": 0.0, "yes": 1.0}
+CATEGORY_CODES: dict[str, dict[str, float]] = {
+    "mainroad": _YES_NO,
+    "guestroom": _YES_NO,
+    "basement": _YES_NO,
+    "hotwaterheating": _YES_NO,
+    "airconditioning": _YES_NO,
+    "prefarea": _YES_NO,
+    "furnishingstatus": {"furnished": 0.0, "semi-furnished": 1.0, "unfurnished": 2.0},
+}
 
-def serve_command() -> list[str]:
-    """The installed ``bridgeai serve-model`` entrypoint (the one the image runs)."""
+
+def reference_prices(model: HousePriceModel, houses: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Prices straight from the LightGBM booster on hand-encoded rows (log target: ``expm1``).
+
+    For models without a linear baseline (as :func:`bridgeai.testing.models.tiny_model` trains).
+    """
+    assert model.baseline is None and model.target_transform == "log"
+    booster = getattr(model.booster, "_booster", model.booster)  # a FastBooster's own booster
+    assert tuple(booster.feature_name()) == BOOSTER_COLUMNS
+    rows = [
+        [
+            CATEGORY_CODES[c][str(h[c]).strip().lower()] if c in CATEGORY_CODES else float(h[c])
+            for c in BOOSTER_COLUMNS
+        ]
+        for h in houses
+    ]
+    raw = booster.predict(np.array(rows, dtype=np.float64), num_threads=1)
+    return np.expm1(np.asarray(raw, dtype=np.float64))
+
+
+def python_m_serving() -> list[str]:
+    """``python -m bridgeai.serving``: what the model image runs."""
+    return [sys.executable, "-m", "bridgeai.serving"]
+
+
+def bridgeai_serve_model() -> list[str]:
+    """The installed ``bridgeai serve-model`` command (``python -m bridgeai.cli`` without it)."""
     script = Path(sys.executable).with_name("bridgeai")
     if script.is_file():
         return [str(script), "serve-model"]
@@ -64,42 +111,71 @@ def register(model: HousePriceModel, alias: str = "champion") -> RegisteredModel
 
 
 @dataclass
-class RunningServer:
-    url: str
-    port: int
-    pid: int
+class ModelServerProcess:
+    """A real model server process on a fixed loopback port (restartable, pausable)."""
+
+    model_uri: str
     log_file: Path
+    env: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=python_m_serving)
+    port: int = field(default_factory=procs.free_port)
+    process: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
 
     def infer_url(self, name: str = MODEL_NAME, version: str | None = None) -> str:
         middle = f"/versions/{version}" if version else ""
         return f"{self.url}/v2/models/{name}{middle}/infer"
 
+    def start(self, timeout: float = 180.0) -> None:
+        args = ["--model-uri", self.model_uri, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = procs.start_process(
+            [*self.command, *args], log_file=self.log_file, env=self.env
+        )
+        procs.wait_until(
+            lambda: procs.http_ok(f"{self.url}/v2/health/ready"),
+            timeout=timeout,
+            service="model server",
+            log_file=self.log_file,
+            process=self.process,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            procs.stop_process(self.process.pid)
+            self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections but nothing answers (a hung server)."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
 
 @contextmanager
 def model_server(
-    model_uri: str, log_file: Path, env: dict[str, str] | None = None, timeout: float = 180
-) -> Iterator[RunningServer]:
-    """Run ``bridgeai serve-model`` on a free loopback port until the block exits."""
-    port = procs.free_port()
-    command = [
-        *serve_command(),
-        "--model-uri",
-        model_uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    process = procs.start_process(command, log_file=log_file, env=env)
-    url = f"http://127.0.0.1:{port}"
+    model_uri: str,
+    log_file: Path,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    timeout: float = 180,
+) -> Iterator[ModelServerProcess]:
+    """Run a model server (``python -m bridgeai.serving`` unless ``command`` says otherwise) on a
+    free loopback port until the block exits."""
+    server = ModelServerProcess(
+        model_uri, log_file, env=dict(env or {}), command=command or python_m_serving()
+    )
     try:
-        procs.wait_until(
-            lambda: procs.http_ok(f"{url}/v2/health/ready"),
-            timeout=timeout,
-            service="model server",
-            log_file=log_file,
-            process=process,
-        )
-        yield RunningServer(url=url, port=port, pid=process.pid, log_file=log_file)
+        server.start(timeout=timeout)
+        yield server
     finally:
-        procs.stop_process(process.pid)
+        if server.process is not None:
+            server.resume()
+        server.stop()

@@ -39,7 +39,7 @@ _AUTH_WORDS = ("unauthorized", "denied", "authentication required", "no basic au
 _TRANSIENT_WORDS = ("timeout", "connection reset", "connection refused", "eof", " 502 ", " 503 ")
 
 
-class ImageError(BridgeAIError):
+class ImageError(BridgeAIError, RuntimeError):
     """Building, pushing or pulling the image failed; the message says why and what to fix."""
 
 

@@ -2,9 +2,10 @@
 
 The model image installs exactly these wheels with ``pip install --no-index --no-deps``, so the
 ``docker build`` needs no network and the image holds only what the server imports:
-:data:`SERVER_REQUIREMENTS` and their dependencies (minus :data:`EXCLUDED`), at the versions
-installed here, plus a wheel of the ``bridgeai`` package alone (the server needs neither
-``flows`` nor ``blocks``, nor Prefect, MLflow, DVC or Evidently).
+:data:`SERVER_REQUIREMENTS` and their dependencies, at the versions installed here, plus a wheel
+of the part of ``bridgeai`` the server runs (:func:`project_wheel`: the modules
+:data:`SERVER_PACKAGE` imports, transitively, found by :mod:`bridgeai.model.packaging`; no CLI,
+no flows or blocks, nor Prefect, MLflow, DVC or Evidently).
 
 Two ways to get the wheels:
 
@@ -32,29 +33,38 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
-#: What the model server imports (see ``bridgeai.serving`` and ``bridgeai.model``).
+from bridgeai.model import packaging
+from bridgeai.model.errors import BridgeAIError
+
+#: The model server: the image runs ``python -m bridgeai.serving`` and carries the ``bridgeai``
+#: modules this package imports, transitively.
+SERVER_PACKAGE = "bridgeai.serving"
+#: The distributions those modules import (a test checks this list against their imports).
 SERVER_REQUIREMENTS = (
     "numpy",
     "lightgbm",
     "starlette",
+    "anyio",
     "uvicorn",
     "httptools",
     "uvloop",
     "orjson",
     "pydantic",
     "pydantic-settings",
-    "typer",
 )
-#: Dependencies the server never imports: typer renders help with rich only when it is present
-#: (the image sets TYPER_USE_RICH=0), and rich brings pygments and markdown-it along.
-EXCLUDED = frozenset({"rich"})
+#: In SERVER_REQUIREMENTS without being imported by name: uvicorn picks them up at run time
+#: (its event loop and HTTP parser), and the server is much slower without them.
+UVICORN_SPEEDUPS = ("httptools", "uvloop")
+#: Imported by the server's modules only to resolve ``models:/`` and ``runs:/`` URIs; the image
+#: serves a baked-in model directory, so it does without them.
+REGISTRY_ONLY = frozenset({"mlflow"})
 #: dist-info files that describe this installation, not the package.
 _INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "uv_cache.json"}
 
 WheelSource = Literal["environment", "index"]
 
 
-class WheelhouseError(RuntimeError):
+class WheelhouseError(BridgeAIError, RuntimeError):
     """The wheels cannot be prepared; the message says what to change."""
 
 
@@ -91,7 +101,7 @@ def runtime_distributions(
     queue = list(SERVER_REQUIREMENTS)
     while queue:
         name = _canonical(queue.pop())
-        if name in found or name in EXCLUDED:
+        if name in found:
             continue
         try:
             dist = metadata.distribution(name)
@@ -183,27 +193,28 @@ def repack(dist: metadata.Distribution, dest: Path) -> Path:
     return _write_wheel(dest / _wheel_name(name, version, tags), files, dist_info)
 
 
+def server_modules() -> list[str]:
+    """The ``bridgeai`` modules the model server imports, transitively (and their packages)."""
+    return list(packaging.closure(*packaging.submodules(SERVER_PACKAGE)))
+
+
 def project_wheel(dest: Path) -> Path:
-    """A wheel of the ``bridgeai`` package alone, with the ``bridgeai`` console script.
+    """A wheel of the part of ``bridgeai`` the model server runs (:func:`server_modules`).
 
     Built from the package's files wherever it is installed (an editable checkout included), so
-    no build backend or network is needed.
+    no build backend or network is needed. It has no console script: the image runs
+    ``python -m bridgeai.serving``.
     """
-    import bridgeai
-
-    dist = metadata.distribution("bridgeai")
-    version = dist.version
+    version = metadata.version("bridgeai")
     dist_info = f"bridgeai-{version}.dist-info"
-    package_dir = Path(bridgeai.__file__).resolve().parent
-    files: list[tuple[str, bytes]] = []
-    for path in sorted(package_dir.rglob("*")):
-        if path.is_dir() or "__pycache__" in path.parts or path.suffix == ".pyc":
-            continue
-        files.append((f"bridgeai/{path.relative_to(package_dir).as_posix()}", path.read_bytes()))
-    files.append((f"{dist_info}/METADATA", (dist.read_text("METADATA") or "").encode()))
-    files.append(
-        (f"{dist_info}/entry_points.txt", (dist.read_text("entry_points.txt") or "").encode())
-    )
+    root = packaging.package_dir()
+    files = [
+        (arcname, (root.parent / arcname).read_bytes())
+        for arcname in packaging.relative_files(server_modules())
+    ]
+    summary = "The BridgeAI model server and model, as the model image runs them."
+    meta = f"Metadata-Version: 2.1\nName: bridgeai\nVersion: {version}\nSummary: {summary}\n"
+    files.append((f"{dist_info}/METADATA", meta.encode()))
     wheel = (
         "Wheel-Version: 1.0\nGenerator: bridgeai.deploy.wheelhouse\n"
         "Root-Is-Purelib: true\nTag: py3-none-any\n"

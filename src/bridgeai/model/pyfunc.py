@@ -3,7 +3,9 @@
 The pyfunc wraps the same directory :class:`bridgeai.model.house_price.HousePriceModel` saves,
 logged as the artifact ``model_dir``; the model server reads that directory directly and skips
 the pyfunc.
-``bridgeai`` itself travels with the model as code, so loading needs no install of this project.
+The ``bridgeai`` modules that loading and predicting import travel with the model as code (its
+``code/bridgeai/`` folder: :func:`code_modules`, derived from this module's imports), so loading
+needs no install of this project and the model does not carry the rest of it.
 The pyfunc is logged from code (:mod:`bridgeai.model.pyfunc_code`), not as a pickled object:
 loading a model from the registry never unpickles anything.
 """
@@ -19,9 +21,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-import bridgeai
 from bridgeai import schema
-from bridgeai.model import ARTIFACT_KEY
+from bridgeai.model import ARTIFACT_KEY, packaging
 from bridgeai.model.house_price import HousePriceModel
 
 #: Packages the pyfunc needs at load time, pinned to the versions it was trained with.
@@ -79,6 +80,11 @@ def input_example() -> Any:
     return frame
 
 
+def code_modules() -> list[str]:
+    """The ``bridgeai`` modules a logged model needs: what this module imports, transitively."""
+    return list(packaging.closure(__name__))
+
+
 def log_model(model: HousePriceModel, name: str = "model", **kwargs: Any) -> Any:
     """Log ``model`` as a pyfunc in the active MLflow run and return MLflow's ``ModelInfo``.
 
@@ -86,11 +92,12 @@ def log_model(model: HousePriceModel, name: str = "model", **kwargs: Any) -> Any
     """
     with tempfile.TemporaryDirectory(prefix="bridgeai-model-") as tmp:
         model_dir = model.save(Path(tmp) / ARTIFACT_KEY)
+        code = packaging.copy_tree(code_modules(), Path(tmp) / "code")
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(Path(__file__).with_name("pyfunc_code.py")),
             artifacts={ARTIFACT_KEY: str(model_dir)},
-            code_paths=[str(Path(bridgeai.__file__).parent)],
+            code_paths=[str(code)],
             signature=model_signature(),
             input_example=input_example(),
             pip_requirements=pip_requirements(),

@@ -22,7 +22,7 @@ from bridgeai import __version__
 from bridgeai.service import models, prediction, prediction_log
 from bridgeai.service.errors import (
     BodyTooLarge,
-    error_body,
+    error_response,
     install_error_handlers,
     json_response,
 )
@@ -147,7 +147,8 @@ class BodyLimitMiddleware:
 
     A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
     body is counted as it arrives and refused when it crosses the limit (the error surfaces
-    from ``receive``, so the lane and the routes answer it like any other domain error).
+    from ``receive``, so the lane and the routes answer it like any other domain error; FastAPI
+    wraps it in a 400 ``HTTPException``, which :func:`error_response` unwraps).
     """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
@@ -166,8 +167,7 @@ class BodyLimitMiddleware:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if value.isdigit() and int(value) > self.max_bytes:
-                    status, body, headers = error_body(self._error(), None)
-                    await json_response(status, body, headers)(scope, receive, send)
+                    await error_response(self._error(), scope)(scope, receive, send)
                     return
                 await self.app(scope, receive, send)  # declared and within the limit
                 return
@@ -240,7 +240,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     if settings.fast_lane:
-        app.add_middleware(PredictionLane, fastapi_app=app)
+        app.add_middleware(PredictionLane, fastapi_app=app, metrics=metrics)
     max_bytes = settings.max_batch_rows * _BYTES_PER_HOUSE + 64 * 1024
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
     if settings.api_key is not None and settings.api_key.get_secret_value():

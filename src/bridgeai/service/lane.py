@@ -5,25 +5,24 @@ as much CPU per request as everything else the service does together (~0.4 ms of
 and this service is meant to sustain 1,000+ predictions/s in one process. So the two prediction
 endpoints are served by this pure-ASGI lane in front of the app: it validates the body with the
 same pydantic models (``House``, ``BatchRequest``, in Python mode after ``orjson`` decoding, as
-FastAPI does), calls the same
-:func:`bridgeai.service.prediction.predict` and formats errors with the same functions as the
-FastAPI routes, which remain for the OpenAPI document and serve when the lane is off
-(``BRIDGEAI_FAST_LANE=false``). The tests run the contract through both.
+FastAPI does), calls the same :func:`bridgeai.service.prediction.predict` and answers errors with
+the same :func:`bridgeai.service.errors.error_response` as the FastAPI routes, which remain for
+the OpenAPI document and serve when the lane is off (``BRIDGEAI_FAST_LANE=false``). The tests run
+the contract through both and compare the bytes.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from bridgeai.service import models
-from bridgeai.service.errors import ServiceError, error_body, json_response, validation_body
+from bridgeai.service.errors import error_response
+from bridgeai.service.metrics import ServiceMetrics
 from bridgeai.service.prediction import check_batch_size, predict
-
-logger = logging.getLogger("bridgeai.service")
 
 _JSON = [(b"content-type", b"application/json")]
 
@@ -33,11 +32,16 @@ class _ClientGone(Exception):
 
 
 class PredictionLane:
-    """Serve the prediction endpoints directly; pass everything else to ``app``."""
+    """Serve the prediction endpoints directly; pass everything else to ``app``.
 
-    def __init__(self, app: Any, fastapi_app: Any) -> None:
+    Every request it takes is counted in ``metrics.lane_requests`` (``/metrics``:
+    ``bridgeai_fast_lane_requests_total``), so a lane that stopped taking them shows.
+    """
+
+    def __init__(self, app: Any, fastapi_app: Any, metrics: ServiceMetrics) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
+        self.metrics = metrics
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -47,43 +51,31 @@ class PredictionLane:
         if path not in ("/predict", "/predict/batch"):
             await self.app(scope, receive, send)
             return
+        self.metrics.lane_requests += 1
         state = self.fastapi_app.state.service
         scope_state = scope.setdefault("state", {})
         try:
             data = _parse(await _read_body(receive))
-            if path == "/predict":
-                house = models.House.model_validate(data, from_attributes=True)
-                houses = [house.model_dump()]  # type: ignore[attr-defined]
-            else:
-                request = models.BatchRequest.model_validate(data, from_attributes=True)
-                check_batch_size(state, len(request.houses))
-                houses = [house.model_dump() for house in request.houses]  # type: ignore[attr-defined]
+            try:
+                if path == "/predict":
+                    house = models.House.model_validate(data, from_attributes=True)
+                    houses = [house.model_dump()]  # type: ignore[attr-defined]
+                else:
+                    request = models.BatchRequest.model_validate(data, from_attributes=True)
+                    houses = [house.model_dump() for house in request.houses]  # type: ignore[attr-defined]
+            except ValidationError as exc:
+                # FastAPI locates body errors under "body"; keep the responses identical.
+                errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+                raise RequestValidationError(errors) from None
+            if path != "/predict":
+                check_batch_size(state, len(houses))
             request_id, payload = await predict(
                 state, houses, scope_state, batch=path != "/predict"
             )
         except _ClientGone:
             return
-        except _BadBody as exc:
-            await json_response(422, validation_body([exc.error], None))(scope, receive, send)
-            return
-        except ValidationError as exc:
-            # FastAPI locates body errors under "body"; keep the responses identical.
-            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-            await json_response(422, validation_body(errors, None))(scope, receive, send)
-            return
-        except ServiceError as exc:
-            status, doc, headers = error_body(exc, scope_state.get("request_id"))
-            await json_response(status, doc, headers)(scope, receive, send)
-            return
-        except Exception:
-            request_id = scope_state.get("request_id")
-            logger.exception("unhandled error in POST %s (request %s)", path, request_id)
-            doc = {
-                "status": 500,
-                "message": "Internal error in the prediction service; it has been logged",
-                "request_id": request_id,
-            }
-            await json_response(500, doc)(scope, receive, send)
+        except Exception as exc:
+            await error_response(exc, scope)(scope, receive, send)
             return
         raw_headers = [
             *_JSON,
@@ -94,24 +86,16 @@ class PredictionLane:
         await send({"type": "http.response.body", "body": payload})
 
 
-class _BadBody(Exception):
-    """The body is empty or not JSON; ``error`` is the validation error FastAPI would give."""
-
-    def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(error["msg"])
-        self.error = error
-
-
 def _parse(body: bytes) -> Any:
     """Decode JSON as FastAPI does (so errors match): empty is "missing", junk "json_invalid"."""
     if not body:
-        raise _BadBody({"type": "missing", "loc": ("body",), "msg": "Field required"})
+        missing = {"type": "missing", "loc": ("body",), "msg": "Field required"}
+        raise RequestValidationError([missing])
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _BadBody(
-            {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error"}
-        ) from None
+        error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error"}
+        raise RequestValidationError([error]) from None
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -32,11 +32,18 @@ class _StateCollector(Collector):
         self,
         writer: Callable[[], LogWriter | None],
         batcher: Callable[[], InferenceBatcher | None],
+        lane_requests: Callable[[], int],
     ) -> None:
         self._writer = writer
         self._batcher = batcher
+        self._lane_requests = lane_requests
 
     def collect(self) -> Iterator[Any]:
+        yield CounterMetricFamily(
+            "bridgeai_fast_lane_requests",
+            "Prediction requests the fast lane took (0 with BRIDGEAI_FAST_LANE=false).",
+            value=self._lane_requests(),
+        )
         batcher = self._batcher()
         if batcher is not None:
             yield CounterMetricFamily(
@@ -95,7 +102,11 @@ class ServiceMetrics:
         )
         self.writer: LogWriter | None = None
         self.batcher: InferenceBatcher | None = None
-        self.registry.register(_StateCollector(lambda: self.writer, lambda: self.batcher))
+        #: Requests the fast lane took (a plain int: the lane runs on the event loop only).
+        self.lane_requests = 0
+        self.registry.register(
+            _StateCollector(lambda: self.writer, lambda: self.batcher, lambda: self.lane_requests)
+        )
 
     def observe(
         self, endpoint: str, status: int, model_version: str | None, seconds: float

@@ -50,7 +50,7 @@ async def predict(
         inference = await state.batcher.infer(houses)
     except ServiceError as exc:
         scope_state["model_version"] = state.model.model_version
-        state.log(request_id, houses, None, exc.status, state.model.model_version, started)
+        state.log(request_id, houses, None, exc.status_code, state.model.model_version, started)
         raise
     version = inference.model_version
     scope_state["model_version"] = version

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from bridgeai import schema
+from bridgeai.model.errors import BridgeAIError
 from bridgeai.paths import home_dir
 
 if TYPE_CHECKING:
@@ -38,8 +39,12 @@ MIGRATIONS = "bridgeai.service:migrations"
 STATUS_OK = 200
 
 
-class PredictionLogError(RuntimeError):
-    """The prediction log cannot be read; the message says what to check."""
+class PredictionLogError(BridgeAIError, RuntimeError):
+    """The prediction log cannot be read; the message says what to check.
+
+    ``transient`` is true when the database could not be reached (worth retrying), false when
+    it answered but holds no prediction log.
+    """
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -323,7 +328,8 @@ def read_window(database_url: str, start: datetime, end: datetime) -> pl.DataFra
     except sa.exc.OperationalError as exc:
         raise PredictionLogError(
             f"cannot read the prediction log at {redacted(engine.url)}: "
-            f"{type(exc.orig).__name__ if exc.orig else 'connection failed'}"
+            f"{type(exc.orig).__name__ if exc.orig else 'connection failed'}",
+            transient=True,
         ) from None
     finally:
         engine.dispose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from bridgeai.service.errors import Unauthorized, error_body, json_response
+from bridgeai.service.errors import Unauthorized, error_response
 
 #: The endpoints that need the key; /health, /ready, /metrics and the docs stay open.
 PROTECTED_PATHS = frozenset({"/predict", "/predict/batch"})
@@ -40,5 +40,4 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         error = Unauthorized(message, headers={"WWW-Authenticate": self._challenge})
-        status, body, headers = error_body(error, None)
-        await json_response(status, body, headers)(scope, receive, send)
+        await error_response(error, scope)(scope, receive, send)

@@ -1,50 +1,54 @@
-"""The model server: the house-price model over the Open Inference Protocol (KServe v2) REST API.
+"""The model server's ASGI application: the house-price model over the Open Inference Protocol v2.
 
-``bridgeai serve-model --model-uri ... --host ... --port ...`` (and the model image's entrypoint)
-runs :func:`main`. Endpoints: ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2``,
-``/v2/models/{name}``, ``/v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``, and the
-``/v2/models/{name}/versions/{version}/...`` variants. Errors are ``{"error": "..."}`` with 400
-(bad request: the message names the input and what is wrong), 404 (unknown model or version),
-413 (body too large) or 500.
+Endpoints: ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2``, ``/v2/models/{name}``,
+``/v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``, and the
+``/v2/models/{name}/versions/{version}/...`` variants. Errors are ``{"error": "..."}`` with the
+status their class carries (:mod:`bridgeai.serving.errors`): 400 (the message names the input and
+what is wrong), 404 (unknown model or version), 413 (body too large), 503 (not ready) or 500.
 
-The hot path is lean on purpose: Starlette routing, orjson, the hand-written codec in
+The hot path is lean on purpose: a bare ASGI lane for inference, orjson, the hand-written codec in
 :mod:`bridgeai.serving.codec` and :class:`bridgeai.model.house_price.HousePriceModel` directly
 (never MLflow's pyfunc, which costs ~10 ms a call), LightGBM with one thread for small batches
 (its idle OpenMP threads spin and slow single rows down). Large requests are decoded and
 predicted off the event loop, in chunks: encoding chunk k+1 overlaps LightGBM predicting chunk k,
 which releases the GIL.
-
-Start-up stays short: no Prefect, and MLflow is imported only when the model URI needs it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio.to_thread
 import orjson
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from bridgeai.model import CHAMPION_URI
-from bridgeai.model.source import ModelSourceError
-from bridgeai.serving import codec as v2
-from bridgeai.serving.gc import tune_gc
-from bridgeai.serving.logs import ACCESS_LOGGER, AccessLog, configure_logging
+from bridgeai.serving import codec
+from bridgeai.serving.errors import (
+    JSON_HEADERS,
+    REQUEST_ID_KEY,
+    BodyTooLargeError,
+    ModelNotReadyError,
+    error_response,
+    exception_handlers,
+)
+from bridgeai.serving.logs import ACCESS_LOGGER, AccessLog
 from bridgeai.serving.served_model import ServedModel, load_served_model
+from bridgeai.serving.settings import ModelServerSettings
 
 logger = logging.getLogger("bridgeai.serving.app")
 
 SERVER_NAME = "bridgeai-model-server"
-REQUEST_ID_HEADER = "x-request-id"
-_REQUEST_ID_KEY = "bridgeai.request_id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_INFER_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -53,78 +57,35 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class ModelServerSettings(BaseSettings):
-    """Process knobs of the model server (environment prefix ``BRIDGEAI_MODEL_SERVER_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="BRIDGEAI_MODEL_SERVER_", protected_namespaces=())
-
-    model_uri: str = Field(
-        default=CHAMPION_URI,
-        description="Model directory, file:// URI, models:/<name>@<alias|version> or runs:/ URI.",
-    )
-    model_name: str | None = Field(
-        default=None, description="Name to serve under (default: the registered model name)."
-    )
-    host: str = Field(default="127.0.0.1", description="Interface to bind.")
-    port: int = Field(default=8080, description="Port to listen on.")
-    log_level: str = Field(default="info", description="debug, info, warning or error.")
-    access_log: bool = Field(default=True, description="One JSON log line per request.")
-    batch_rows: int = Field(
-        default=2048, ge=1, description="Requests with this many rows use batch_threads."
-    )
-    batch_threads: int = Field(
-        default=1, ge=1, description="LightGBM threads for batches of batch_rows or more."
-    )
-    chunk_rows: int = Field(
-        default=16384, ge=256, description="Rows encoded per step while the previous predicts."
-    )
-    offload_bytes: int = Field(
-        default=65536, description="Bodies this large are decoded off the event loop."
-    )
-    max_body_bytes: int = Field(
-        default=512 * 1024 * 1024, description="Larger request bodies get 413."
+def load_model(settings: ModelServerSettings) -> ServedModel:
+    """The model ``settings.model_uri`` names, served as the settings say (blocking)."""
+    return load_served_model(
+        settings.model_uri,
+        name=settings.model_name,
+        batch_rows=settings.batch_rows,
+        batch_threads=settings.batch_threads,
+        chunk_rows=settings.chunk_rows,
     )
 
 
-# -- HTTP ---------------------------------------------------------------------------------------
-_INFER_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-class BodyTooLargeError(ValueError):
-    """The request body exceeds ``max_body_bytes`` (413)."""
-
-    status_code = 413
-
-
-def _json(status: int, doc: Any) -> Any:
-    from starlette.responses import Response
-
+def _json(status: int, doc: Any) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
 
 
 def create_app(settings: ModelServerSettings, served: ServedModel | None = None) -> ModelServerApp:
     """The ASGI application; loads the model in its lifespan unless ``served`` is given.
 
-    Inference requests take a lean ASGI lane (:class:`ModelServerApp`); the other endpoints,
-    the lifespan and error pages are a small Starlette application behind it.
+    Inference requests take a lean ASGI lane (:class:`InferenceLane`); the other endpoints,
+    the lifespan and error pages are a small Starlette application behind it. Both answer
+    errors with :func:`bridgeai.serving.errors.error_response`.
     """
-    import anyio.to_thread
-    from starlette.applications import Starlette
-    from starlette.exceptions import HTTPException
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
     state: dict[str, ServedModel] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        model = (
-            served
-            if served is not None
-            else await anyio.to_thread.run_sync(load_served_model, settings)
-        )
+        model = served
+        if model is None:
+            model = await anyio.to_thread.run_sync(load_model, settings)
         state["model"] = model
         try:
             yield
@@ -148,18 +109,18 @@ def create_app(settings: ModelServerSettings, served: ServedModel | None = None)
     async def server_metadata(request: Request) -> Response:
         import bridgeai
 
-        doc = v2.ServerMetadata(name=SERVER_NAME, version=bridgeai.__version__)
+        doc = codec.ServerMetadata(name=SERVER_NAME, version=bridgeai.__version__)
         return _json(200, doc.model_dump())
 
     async def model_metadata(request: Request) -> Response:
         model = current()
         model.check(request.path_params["name"], request.path_params.get("version"))
-        doc = v2.ModelMetadata(
+        doc = codec.ModelMetadata(
             name=model.name,
             versions=[model.version],
             platform="lightgbm",
-            inputs=v2.input_metadata(),
-            outputs=v2.output_metadata(),
+            inputs=codec.input_metadata(),
+            outputs=codec.output_metadata(),
             parameters={"mlflow_run_id": model.info.run_id, "source": model.info.source},
         )
         return _json(200, doc.model_dump())
@@ -168,18 +129,6 @@ def create_app(settings: ModelServerSettings, served: ServedModel | None = None)
         model = current()
         model.check(request.path_params["name"], request.path_params.get("version"))
         return _json(200, {"name": model.name, "ready": True})
-
-    async def domain_error(request: Request, exc: Exception) -> Response:
-        return _json(getattr(exc, "status_code", 400), {"error": str(exc)})
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        message = exc.detail
-        if exc.status_code == 404:
-            message = f"no such endpoint: {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}"
-        return _json(exc.status_code, {"error": message})
 
     prefix = "/v2/models/{name}"
     infer_lane = InferenceLane(current, settings)
@@ -195,25 +144,10 @@ def create_app(settings: ModelServerSettings, served: ServedModel | None = None)
         Route(prefix + "/infer", infer_lane, methods=["POST"]),
         Route(prefix + "/versions/{version}/infer", infer_lane, methods=["POST"]),
     ]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={
-            v2.ProtocolError: domain_error,
-            v2.ModelNotFoundError: domain_error,
-            ModelNotReadyError: domain_error,
-            HTTPException: http_error,
-        },
-    )
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers())
     enabled = settings.access_log and logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
     access_log = AccessLog() if enabled else None
     return ModelServerApp(app, infer_lane, access_log=access_log)
-
-
-class ModelNotReadyError(RuntimeError):
-    """A request arrived before the model finished loading (503)."""
-
-    status_code = 503
 
 
 class InferenceLane:
@@ -221,7 +155,7 @@ class InferenceLane:
 
     Starlette's request and response objects, routing and exception middleware cost about as much
     CPU as decoding, encoding and predicting one row together, so the one endpoint that carries
-    load skips them; errors are mapped here the same way the Starlette handlers map them.
+    load skips them; its errors go through the same :func:`error_response` as the routes'.
     """
 
     def __init__(self, current: Callable[[], ServedModel], settings: ModelServerSettings) -> None:
@@ -237,9 +171,7 @@ class InferenceLane:
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
     ) -> None:
-        import anyio.to_thread
-
-        request_id = scope.get(_REQUEST_ID_KEY, "")
+        request_id = scope.get(REQUEST_ID_KEY, "")
         status = 200
         try:
             model = self.current()
@@ -251,25 +183,15 @@ class InferenceLane:
                 payload = model.infer(body, request_id)
         except _ClientGone:
             return
-        except (
-            v2.ProtocolError,
-            v2.ModelNotFoundError,
-            ModelNotReadyError,
-            BodyTooLargeError,
-        ) as exc:
-            status = exc.status_code
-            payload = orjson.dumps({"error": str(exc)})
-        except Exception:
-            logger.exception("inference failed", extra={"fields": {"request_id": request_id}})
-            status = 500
-            payload = orjson.dumps(
-                {"error": f"internal error; see the server log for request {request_id}"}
-            )
+        except Exception as exc:
+            status, payload = error_response(exc, request_id)
+            if status >= 500:
+                logger.exception("inference failed", extra={"fields": {"request_id": request_id}})
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+                "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": payload})
@@ -328,7 +250,7 @@ class ModelServerApp:
                 break
         if not request_id:
             request_id = uuid.uuid4().hex
-        scope[_REQUEST_ID_KEY] = request_id
+        scope[REQUEST_ID_KEY] = request_id
         header = (b"x-request-id", request_id.encode())
         status = 500
         started = time.perf_counter()
@@ -359,43 +281,3 @@ class ModelServerApp:
                         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                     }
                 )
-
-
-# -- entrypoint -----------------------------------------------------------------------------------
-def main(
-    model_uri: str = CHAMPION_URI,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-) -> None:
-    """Load the model and serve it until interrupted (one uvicorn worker).
-
-    Exits with status 2 and a one-line message when the model cannot be loaded.
-    """
-    import uvicorn
-
-    settings = ModelServerSettings(model_uri=model_uri, host=host, port=port)
-    configure_logging(settings.log_level)
-    try:
-        served = load_served_model(settings)
-    except ModelSourceError as exc:
-        logger.error("cannot load the model: %s", exc)
-        raise SystemExit(2) from None
-    logger.info(
-        "serving",
-        extra={"fields": {"host": host, "port": port, "pid": os.getpid()}},
-    )
-    app = create_app(settings, served)
-    tune_gc()  # the latency tail under load is the garbage collector's full passes
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        workers=1,
-        log_config=None,
-        log_level=settings.log_level,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_keep_alive=30,
-        backlog=2048,
-    )

@@ -14,6 +14,8 @@ Accepted per input: the 12 features of :data:`bridgeai.schema.FEATURES`, each on
 the categoricals (any case; checked against the schema by the model's encoder); ``INT64``/``INT32``
 (whole numbers) or ``FP64``/``FP32`` for the numerics; shape ``[N]`` or ``[N, 1]`` with ``data``
 flat or nested one value per row. The output is one ``FP64`` tensor ``price`` of shape ``[N]``.
+
+Every mistake is a :class:`~bridgeai.serving.errors.ProtocolError` (400), re-exported here.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from bridgeai import schema
 from bridgeai.model import REGISTERED_MODEL
+from bridgeai.serving.errors import ProtocolError as ProtocolError  # raised by this module
 
 MODEL_NAME: Final = REGISTERED_MODEL
 OUTPUT_NAME: Final = "price"
@@ -40,18 +43,6 @@ _FEATURES = frozenset(schema.FEATURES)
 _CATEGORICAL = frozenset(schema.CATEGORICAL)
 #: Up to this many values, numeric tensors are type-checked in Python instead of via numpy.
 _SMALL = 64
-
-
-class ProtocolError(ValueError):
-    """A request the protocol or the model cannot accept; the message says what to fix (400)."""
-
-    status_code = 400
-
-
-class ModelNotFoundError(LookupError):
-    """The request names a model or version this server does not serve (404)."""
-
-    status_code = 404
 
 
 # -- protocol documents -------------------------------------------------------------------------

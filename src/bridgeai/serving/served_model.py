@@ -2,6 +2,8 @@
 
 Small batches are predicted inline with one thread (LightGBM's OpenMP threads spin between small
 calls); large ones are encoded in chunks while the previous chunk is predicted on another thread.
+
+Takes plain parameters, not the process settings: :mod:`bridgeai.serving.main` reads those.
 """
 
 from __future__ import annotations
@@ -13,24 +15,35 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bridgeai import schema
 from bridgeai.model.house_price import FeatureError, HousePriceModel
 from bridgeai.model.source import ModelInfo, ModelSourceError
-from bridgeai.serving import codec as v2
-
-if TYPE_CHECKING:
-    from bridgeai.serving.app import ModelServerSettings
+from bridgeai.serving import codec
+from bridgeai.serving.errors import ModelNotFoundError, ProtocolError
 
 logger = logging.getLogger("bridgeai.serving.app")
+
+#: Name prefix of the one thread that predicts large requests' chunks.
+PREDICT_THREAD = "bridgeai-predict"
 
 
 @dataclass
 class ServedModel:
-    """The loaded model, the identity it is served under, and how it predicts."""
+    """The loaded model, the identity it is served under, and how it predicts.
+
+    Args:
+        model: the house-price model.
+        info: its registry identity.
+        name: the name it is served under.
+        version: the version it is served under.
+        batch_rows: requests with at least this many rows predict with ``batch_threads``.
+        batch_threads: LightGBM threads for those.
+        chunk_rows: requests with more rows are encoded chunk by chunk while the previous chunk
+            predicts on the prediction thread.
+    """
 
     model: HousePriceModel
     info: ModelInfo
@@ -39,34 +52,39 @@ class ServedModel:
     batch_rows: int = 2048
     batch_threads: int = 1
     chunk_rows: int = 16384
-    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    # Made here, once: concurrent large requests share it (its one worker starts on first use).
+    _pool: ThreadPoolExecutor = field(
+        init=False,
+        repr=False,
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix=PREDICT_THREAD),
+    )
 
     def check(self, name: str, version: str | None) -> None:
         """Raise ``ModelNotFoundError`` unless this is the model that was asked for."""
         if name != self.name:
-            raise v2.ModelNotFoundError(
+            raise ModelNotFoundError(
                 f"model {name!r} is not served here; this server serves {self.name!r}"
             )
         if version is not None and version != self.version:
-            raise v2.ModelNotFoundError(
+            raise ModelNotFoundError(
                 f"model {name!r} version {version!r} is not served here; "
                 f"this server serves version {self.version!r}"
             )
 
     def infer(self, body: bytes, request_id: str) -> bytes:
         """Decode a v2 request body, predict, and encode the response (blocking)."""
-        decoded = v2.decode_request(body)
+        decoded = codec.decode_request(body)
         try:
             prices = self.predict(decoded)
         except FeatureError as exc:
-            raise v2.ProtocolError(f"input {exc}") from None
-        return v2.encode_response(self.name, self.version, decoded.id or request_id, prices)
+            raise ProtocolError(f"input {exc}") from None
+        return codec.encode_response(self.name, self.version, decoded.id or request_id, prices)
 
-    def predict(self, request: v2.DecodedRequest) -> np.ndarray:
+    def predict(self, request: codec.DecodedRequest) -> np.ndarray:
         """Prices for a decoded request: inline for small batches, pipelined for large ones.
 
         Raises:
-            bridgeai.serving.codec.ProtocolError: a numeric value does not match its datatype.
+            bridgeai.serving.errors.ProtocolError: a numeric value does not match its datatype.
             bridgeai.model.house_price.FeatureError: a categorical value is not allowed.
         """
         rows = request.rows
@@ -74,8 +92,6 @@ class ServedModel:
             return self.model.predict(request.rows_between(), num_threads=1)
         if rows <= self.chunk_rows:
             return self.model.predict(request.rows_between(), num_threads=self.batch_threads)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="bridgeai-predict")
         out = np.empty(rows, dtype=np.float64)
         pending: Future[None] | None = None
         # A small first chunk so LightGBM starts early; then chunk_rows at a time.
@@ -113,16 +129,28 @@ class ServedModel:
 
     def close(self) -> None:
         """Stop the prediction thread and free LightGBM's per-thread buffers."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._pool.shutdown(wait=True)
         close = getattr(self.model.booster, "close", None)
         if close is not None:
             close()
 
 
-def load_served_model(settings: ModelServerSettings) -> ServedModel:
-    """Load the model ``settings.model_uri`` names (downloading it if it is a registry URI).
+def load_served_model(
+    model_uri: str,
+    *,
+    name: str | None = None,
+    batch_rows: int = 2048,
+    batch_threads: int = 1,
+    chunk_rows: int = 16384,
+) -> ServedModel:
+    """Load the model ``model_uri`` names (downloading it if it is a registry URI), warmed up.
+
+    Args:
+        model_uri: a model directory, ``file://`` URI, ``models:/`` or ``runs:/`` URI.
+        name: the name to serve it under (default: its registered name).
+        batch_rows: see :class:`ServedModel`; also the fast booster's row limit.
+        batch_threads: see :class:`ServedModel`.
+        chunk_rows: see :class:`ServedModel`.
 
     Raises:
         ModelSourceError: the URI or directory cannot be used; the message says why.
@@ -131,26 +159,25 @@ def load_served_model(settings: ModelServerSettings) -> ServedModel:
     from bridgeai.model import source as model_source
 
     started = time.perf_counter()
-    uri = settings.model_uri
-    if model_source.is_registry_uri(uri):
+    if model_source.is_registry_uri(model_uri):
         # Kept for the life of the process; removed at exit by the OS's tmp cleaning.
         dest = Path(tempfile.mkdtemp(prefix="bridgeai-model-")) / "model"
-        model_dir, info = model_source.fetch(uri, dest)
+        model_dir, info = model_source.fetch(model_uri, dest)
     else:
-        model_dir, info = model_source.read_local(uri)
+        model_dir, info = model_source.read_local(model_uri)
     try:
         model = HousePriceModel.load(model_dir)
     except (OSError, ValueError) as exc:
         raise ModelSourceError(f"cannot load the model in {model_dir}: {exc}") from None
-    model.booster = fast_booster.wrap(model.booster, max_rows=settings.batch_rows)
+    model.booster = fast_booster.wrap(model.booster, max_rows=batch_rows)
     served = ServedModel(
         model=model,
         info=info,
-        name=settings.model_name or info.name,
+        name=name or info.name,
         version=info.version or info.run_id or "unversioned",
-        batch_rows=settings.batch_rows,
-        batch_threads=settings.batch_threads,
-        chunk_rows=settings.chunk_rows,
+        batch_rows=batch_rows,
+        batch_threads=batch_threads,
+        chunk_rows=chunk_rows,
     )
     served.warm_up()
     logger.info(
@@ -160,7 +187,7 @@ def load_served_model(settings: ModelServerSettings) -> ServedModel:
                 "model_name": served.name,
                 "model_version": served.version,
                 "run_id": info.run_id,
-                "source": info.source or uri,
+                "source": info.source or model_uri,
                 "trees": int(model.booster.num_trees()),
                 "seconds": round(time.perf_counter() - started, 3),
             }

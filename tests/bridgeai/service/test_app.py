@@ -14,13 +14,12 @@ import pytest
 
 from bridgeai import schema
 from bridgeai.service.models import MESSAGE, UNIT
+from tests.support.model_server import reference_prices
 from tests.support.service import (
     API_KEY,
     MODEL_NAME,
     RunningService,
     count_rows,
-    drop_database,
-    fresh_database,
     logged,
     run_service,
     service_settings,
@@ -35,11 +34,11 @@ KEY = {"X-API-Key": API_KEY}
 
 @pytest.fixture(scope="module")
 def service_db(postgres_cluster) -> Iterator[str]:
-    url = fresh_database(postgres_cluster)
+    url = postgres_cluster.create_database()
     try:
         yield url
     finally:
-        drop_database(postgres_cluster, url)
+        postgres_cluster.drop_database(url)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,7 @@ def _rows_of(url: str, request_id: str, expected: int) -> list[dict] | None:
 
 
 def _price(local_model, house: dict) -> float:
-    return float(local_model.predict({f: [house[f]] for f in schema.FEATURES})[0])
+    return float(reference_prices(local_model, [house])[0])
 
 
 # -- the original's contract ----------------------------------------------------------------
@@ -344,11 +343,11 @@ def test_500_concurrent_requests_give_500_rows_with_their_request_ids(service, s
 
 @pytest.fixture
 def own_db(postgres_cluster) -> Iterator[str]:
-    url = fresh_database(postgres_cluster)
+    url = postgres_cluster.create_database()
     try:
         yield url
     finally:
-        drop_database(postgres_cluster, url)
+        postgres_cluster.drop_database(url)
 
 
 def test_database_stopped_mid_run_predictions_continue_rows_appear_after_restart(

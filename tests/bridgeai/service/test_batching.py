@@ -10,7 +10,7 @@ from bridgeai import procs, schema
 from bridgeai.service.batching import InferenceBatcher
 from bridgeai.service.errors import ModelFailed, ModelUnavailable
 from bridgeai.service.model_client import ModelClient
-from tests.support.service import MODEL_NAME
+from tests.support.model_server import MODEL_NAME, reference_prices
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def test_concurrent_callers_share_calls_and_get_their_own_prices(model_server, l
         return results, batcher.calls
 
     results, calls = asyncio.run(_run(model_server.url, scenario, max_rows=64))
-    expected = local_model.predict({f: [h[f] for h in houses] for f in schema.FEATURES}).tolist()
+    expected = reference_prices(local_model, houses).tolist()
     got = [r.prices[0] for r in results[:30]] + results[30].prices
     assert got == pytest.approx(expected, rel=1e-9)
     assert calls < 5  # 31 callers, a handful of model calls

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,19 +52,20 @@ def test_rows_are_written_in_batches_off_the_caller(tmp_path: Path) -> None:
     assert {r["request_id"] for r in logged(url)} == {f"a-{i}" for i in range(250)}
 
 
-def test_steady_traffic_is_written_in_few_full_batches(tmp_path: Path) -> None:
+def test_rows_submitted_one_by_one_are_written_in_full_batches(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    writer = _writer(url, tmp_path / "spool", flush_interval=0.2, batch_size=10_000)
+    # No timed flushes (an hour): what triggers a write is the queue reaching batch_size.
+    writer = _writer(url, tmp_path / "spool", flush_interval=3600, batch_size=30)
+    for i in range(100):  # queued before the thread starts, so no write can interleave
+        writer.submit(_rows(1, f"s{i}-"))
     writer.start()
     try:
-        for i in range(100):  # ~1 s of a row every 10 ms
-            writer.submit(_rows(1, f"s{i}-"))
-            time.sleep(0.01)
         wait_for(lambda: count_rows(url) == 100)
+        # One wake-up, four multi-row inserts (30 + 30 + 30 + 10), not one insert per row.
+        assert (writer.rows_written, writer.batches_written) == (100, 4)
     finally:
         writer.stop()
-    # One commit per flush interval (about 5-6 in a second), not one per row.
-    assert writer.batches_written <= 12
+    assert writer.batches_written == 4
 
 
 def test_a_clean_stop_flushes_everything_still_queued(tmp_path: Path) -> None:

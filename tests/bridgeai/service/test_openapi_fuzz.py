@@ -1,12 +1,15 @@
 """Property-based fuzzing of the OpenAPI document (schemathesis): no input gives a 5xx.
 
 Runs against the real service (real model server, real PostgreSQL), with the API key, so the
-generated bodies reach validation and the model rather than stopping at 401.
+generated bodies reach validation and the model rather than stopping at 401. The model server is
+this module's own, with its access log on, so the tests can see that valid bodies reached it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -14,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from bridgeai import procs
+from tests.support.model_server import ModelServerProcess
 from tests.support.service import (
     API_KEY,
     RunningService,
@@ -25,10 +30,37 @@ from tests.support.service import (
 
 
 @pytest.fixture(scope="module")
-def fuzzed_service(model_server, postgres_cluster, tmp_path_factory) -> Iterator[RunningService]:
+def fuzzed_model_server(model_dir: Path, tmp_path_factory) -> Iterator[ModelServerProcess]:
+    server = ModelServerProcess(str(model_dir), tmp_path_factory.mktemp("fuzz") / "model.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _inferences_answered(server: ModelServerProcess) -> int:
+    """Inference requests the model server answered 200, from its JSON access log."""
+    lines = [json.loads(line) for line in server.log_file.read_text().splitlines() if line]
+    return sum(
+        line.get("message") == "request"
+        and line["path"].endswith("/infer")
+        and line["status"] == 200
+        for line in lines
+    )
+
+
+@pytest.fixture(scope="module")
+def fuzzed_service(
+    fuzzed_model_server: ModelServerProcess, postgres_cluster, tmp_path_factory
+) -> Iterator[RunningService]:
     url = fresh_database(postgres_cluster)
     settings = service_settings(
-        model_server.url, url, tmp_path_factory.mktemp("spool"), api_key=API_KEY, max_batch_rows=20
+        fuzzed_model_server.url,
+        url,
+        tmp_path_factory.mktemp("spool"),
+        api_key=API_KEY,
+        max_batch_rows=20,
     )
     try:
         with run_service(settings) as running:
@@ -55,7 +87,11 @@ CASES = [
 @pytest.mark.integration
 @pytest.mark.parametrize(("method", "path", "mode"), CASES)
 def test_no_generated_request_gets_a_server_error(
-    fuzzed_service: RunningService, method: str, path: str, mode: GenerationMode
+    fuzzed_service: RunningService,
+    fuzzed_model_server: ModelServerProcess,
+    method: str,
+    path: str,
+    mode: GenerationMode,
 ) -> None:
     api = schemathesis.openapi.from_url(f"{fuzzed_service.url}/openapi.json")
     operation = api[path][method]
@@ -74,7 +110,17 @@ def test_no_generated_request_gets_a_server_error(
         assert "Traceback" not in response.text
         statuses.append(response.status_code)
 
+    answered_before = _inferences_answered(fuzzed_model_server)
     check()
     assert statuses and all(status < 500 for status in statuses)
     if method == "POST" and mode is NEGATIVE:
         assert 422 in statuses  # the fuzzer did reach validation
+    if method == "POST" and mode is POSITIVE:
+        # Valid bodies were priced: 200s here, and inference calls the model server answered.
+        # (Not all: JSON Schema calls 4.0 an integer, the API's strict counts do not.)
+        assert 200 in statuses, statuses
+        procs.wait_until(  # its access log is written in batches, every 50 ms
+            lambda: _inferences_answered(fuzzed_model_server) > answered_before,
+            timeout=10,
+            service="the model server's access log",
+        )

@@ -7,28 +7,28 @@ import orjson
 import pytest
 
 from bridgeai import schema
-from bridgeai.serving import codec as v2
+from bridgeai.serving import codec
 
 
 def _body(**overrides: object) -> bytes:
-    request = v2.build_request([schema.EXAMPLE_HOUSE, schema.EXAMPLE_HOUSE])
+    request = codec.build_request([schema.EXAMPLE_HOUSE, schema.EXAMPLE_HOUSE])
     request.update(overrides)
     return orjson.dumps(request)
 
 
 def test_build_request_matches_the_original_client() -> None:
-    request = v2.build_request([schema.EXAMPLE_HOUSE], request_id="r1")
+    request = codec.build_request([schema.EXAMPLE_HOUSE], request_id="r1")
     assert request["id"] == "r1"
     by_name = {t["name"]: t for t in request["inputs"]}
     assert list(by_name) == list(schema.FEATURES)
     assert by_name["area"] == {"name": "area", "shape": [1], "datatype": "FP32", "data": [1200]}
     assert by_name["mainroad"]["datatype"] == "BYTES"
     assert by_name["parking"]["datatype"] == "INT64"
-    v2.InferenceRequest.model_validate(request)  # the documented pydantic shape
+    codec.InferenceRequest.model_validate(request)  # the documented pydantic shape
 
 
 def test_decode_gives_one_column_per_feature() -> None:
-    decoded = v2.decode_request(_body(id="abc"))
+    decoded = codec.decode_request(_body(id="abc"))
     assert decoded.rows == 2
     assert decoded.id == "abc"
     assert set(decoded.columns) == set(schema.FEATURES)
@@ -40,7 +40,7 @@ def test_decode_gives_one_column_per_feature() -> None:
 
 def test_large_numeric_tensors_become_float64_arrays_slice_by_slice() -> None:
     houses = [{**schema.EXAMPLE_HOUSE, "area": 1000 + i} for i in range(500)]
-    decoded = v2.decode_request(orjson.dumps(v2.build_request(houses)))
+    decoded = codec.decode_request(orjson.dumps(codec.build_request(houses)))
     area = decoded.rows_between()["area"]
     assert isinstance(area, np.ndarray)
     assert area.dtype == np.float64
@@ -52,32 +52,32 @@ def test_large_numeric_tensors_become_float64_arrays_slice_by_slice() -> None:
 
 @pytest.mark.parametrize("rows", [3, 300])
 def test_integer_tensors_refuse_fractions_small_and_large(rows: int) -> None:
-    request = v2.build_request([schema.EXAMPLE_HOUSE] * rows)
+    request = codec.build_request([schema.EXAMPLE_HOUSE] * rows)
     request["inputs"][1]["data"][-1] = 2.5  # bedrooms
-    decoded = v2.decode_request(orjson.dumps(request))
-    with pytest.raises(v2.ProtocolError, match="'bedrooms': INT64 data must be whole numbers"):
+    decoded = codec.decode_request(orjson.dumps(request))
+    with pytest.raises(codec.ProtocolError, match="'bedrooms': INT64 data must be whole numbers"):
         decoded.rows_between()
 
 
 def test_encode_response_is_a_valid_v2_document() -> None:
-    doc = orjson.loads(v2.encode_response("m", "3", "rid", np.array([1.5, 2.0])))
-    response = v2.InferenceResponse.model_validate(doc)
+    doc = orjson.loads(codec.encode_response("m", "3", "rid", np.array([1.5, 2.0])))
+    response = codec.InferenceResponse.model_validate(doc)
     assert response.outputs[0].name == "price"
     assert response.outputs[0].datatype == "FP64"
     assert response.outputs[0].shape == [2]
-    assert v2.prices_from(doc) == [1.5, 2.0]
+    assert codec.prices_from(doc) == [1.5, 2.0]
 
 
 def test_prices_from_a_response_without_price_says_so() -> None:
-    with pytest.raises(v2.ProtocolError, match="no 'price' output"):
-        v2.prices_from({"outputs": [{"name": "other", "data": [1]}]})
+    with pytest.raises(codec.ProtocolError, match="no 'price' output"):
+        codec.prices_from({"outputs": [{"name": "other", "data": [1]}]})
 
 
 @pytest.mark.parametrize("rows", [3, 300])
 def test_booleans_are_not_numbers_among_few_or_many_values(rows: int) -> None:
     # numpy reads [1, ..., true] as int64 with true as 1: the check must not rely on the dtype.
-    request = v2.build_request([schema.EXAMPLE_HOUSE] * rows)
+    request = codec.build_request([schema.EXAMPLE_HOUSE] * rows)
     request["inputs"][0]["data"][rows // 2] = True  # area, FP32
-    decoded = v2.decode_request(orjson.dumps(request))
-    with pytest.raises(v2.ProtocolError, match="'area': FP32 data must be numbers; got True"):
+    decoded = codec.decode_request(orjson.dumps(request))
+    with pytest.raises(codec.ProtocolError, match="'area': FP32 data must be numbers; got True"):
         decoded.rows_between()

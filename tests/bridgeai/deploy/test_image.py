@@ -9,6 +9,7 @@ import pytest
 
 from bridgeai import procs
 from bridgeai.deploy import image
+from bridgeai.model.errors import BridgeAIError
 from bridgeai.model.source import ModelInfo
 from bridgeai.testing.models import tiny_model
 from tests.support.docker import DockerEnv
@@ -28,6 +29,7 @@ def test_no_engine_is_one_sentence_saying_how_to_point_at_one(
     assert f"no Docker engine is reachable at {docker_host}" in message
     assert "set DOCKER_HOST" in message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert isinstance(caught.value, BridgeAIError) and not caught.value.transient
 
 
 def test_image_ref_prefers_the_digest() -> None:
@@ -51,14 +53,15 @@ def test_context_holds_dockerfile_model_identity_and_wheels(tmp_path: Path) -> N
     dockerfile = (context / "Dockerfile").read_text()
     assert dockerfile == (image.TEMPLATE_DIR / "Dockerfile").read_text()
     assert "USER 10001:10001" in dockerfile
-    assert '"serve-model", "--model-uri", "/models/house_price_prediction_prod"' in dockerfile
+    entrypoint = '"-m", "bridgeai.serving", "--model-uri", "/models/house_price_prediction_prod"'
+    assert entrypoint in dockerfile
     assert (
         ModelInfo.model_validate_json((context / "model" / "model-info.json").read_text()) == info
     )
     assert (context / "model" / "model.txt").is_file()
     wheels = sorted(p.name.split("-")[0] for p in (context / "wheels").glob("*.whl"))
     assert {"bridgeai", "lightgbm", "numpy", "uvicorn", "starlette", "orjson"} <= set(wheels)
-    assert "mlflow" not in wheels and "prefect" not in wheels
+    assert {"mlflow", "prefect", "typer", "fastapi"}.isdisjoint(wheels)
     args = image.build_args(info, "python:3.11-slim")
     assert (args["MODEL_VERSION"], args["MLFLOW_RUN_ID"]) == ("5", "run-5")
 

@@ -1,11 +1,12 @@
-"""The OIP v2 model server, tested as a real ``bridgeai serve-model`` process over HTTP."""
+"""The model server's HTTP API, tested against a real ``python -m bridgeai.serving`` process.
+
+Expected prices come from the LightGBM booster on hand-encoded rows
+(:func:`tests.support.model_server.reference_prices`), not from the encoder the server runs.
+"""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from collections.abc import Iterator
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -13,61 +14,21 @@ import httpx
 import numpy as np
 import pytest
 
-from bridgeai import procs, schema
+from bridgeai import schema
 from bridgeai.model.house_price import HousePriceModel
-from bridgeai.serving import codec as v2
-from bridgeai.testing.models import tiny_model
+from bridgeai.model.source import ModelInfo
+from bridgeai.serving import codec
+from bridgeai.serving.app import create_app
+from bridgeai.serving.settings import ModelServerSettings
 from bridgeai.testing.synthetic import housing_frame
-from tests.support.model_server import (
-    MODEL_NAME,
-    RunningServer,
-    model_server,
-    register,
-    save_with_info,
-    serve_command,
-)
+from tests.support.model_server import MODEL_NAME, reference_prices
 
 pytestmark = pytest.mark.integration
-
-VERSION = "7"
-RUN_ID = "0123456789abcdef"
-# Small thresholds so a 1,000-row request takes the offloaded, pipelined path.
-SERVER_ENV = {
-    "BRIDGEAI_MODEL_SERVER_BATCH_ROWS": "64",
-    "BRIDGEAI_MODEL_SERVER_CHUNK_ROWS": "256",
-    "BRIDGEAI_MODEL_SERVER_OFFLOAD_BYTES": "4096",
-    "BRIDGEAI_MODEL_SERVER_MAX_BODY_BYTES": "2000000",
-}
-
-
-@pytest.fixture(scope="module")
-def model() -> HousePriceModel:
-    return tiny_model()
-
-
-@pytest.fixture(scope="module")
-def server(
-    model: HousePriceModel, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("model-server")
-    model_dir = save_with_info(model, root / "model", version=VERSION, run_id=RUN_ID)
-    with model_server(str(model_dir), root / "server.log", env=SERVER_ENV) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def http(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        yield client
 
 
 def _houses(rows: int, seed: int = 11) -> list[dict[str, Any]]:
     frame = housing_frame(rows, seed=seed).select(schema.FEATURES)
     return frame.to_dicts()
-
-
-def _expected(model: HousePriceModel, houses: list[dict[str, Any]]) -> np.ndarray:
-    return model.predict({f: [h[f] for h in houses] for f in schema.FEATURES})
 
 
 def _infer(http: httpx.Client, body: Any, **kwargs: Any) -> httpx.Response:
@@ -83,15 +44,18 @@ def test_health_and_server_metadata(http: httpx.Client) -> None:
     assert meta["version"]
 
 
-@pytest.mark.parametrize("suffix", ["", f"/versions/{VERSION}"])
-def test_model_metadata_and_readiness(http: httpx.Client, suffix: str) -> None:
+@pytest.mark.parametrize("versioned", [False, True])
+def test_model_metadata_and_readiness(
+    http: httpx.Client, identity: ModelInfo, versioned: bool
+) -> None:
+    suffix = f"/versions/{identity.version}" if versioned else ""
     meta = http.get(f"/v2/models/{MODEL_NAME}{suffix}").json()
     assert meta["name"] == MODEL_NAME
-    assert meta["versions"] == [VERSION]
+    assert meta["versions"] == [identity.version]
     assert meta["platform"] == "lightgbm"
     assert [i["name"] for i in meta["inputs"]] == list(schema.FEATURES)
     assert meta["outputs"] == [{"name": "price", "datatype": "FP64", "shape": [-1]}]
-    assert meta["parameters"]["mlflow_run_id"] == RUN_ID
+    assert meta["parameters"]["mlflow_run_id"] == identity.run_id
     ready = http.get(f"/v2/models/{MODEL_NAME}{suffix}/ready")
     assert ready.status_code == 200
     assert ready.json() == {"name": MODEL_NAME, "ready": True}
@@ -113,7 +77,7 @@ def test_unknown_model_or_version_is_404(http: httpx.Client, path: str, fragment
 
 
 def test_unknown_model_or_version_on_infer_is_404(http: httpx.Client) -> None:
-    body = v2.build_request([schema.EXAMPLE_HOUSE])
+    body = codec.build_request([schema.EXAMPLE_HOUSE])
     assert http.post("/v2/models/nope/infer", json=body).status_code == 404
     wrong = http.post(f"/v2/models/{MODEL_NAME}/versions/1/infer", json=body)
     assert wrong.status_code == 404
@@ -131,32 +95,33 @@ def test_wrong_method_and_unknown_path_answer_json(http: httpx.Client) -> None:
 
 # -- inference ------------------------------------------------------------------------------------
 def test_infer_answers_the_original_clients_request(
-    http: httpx.Client, model: HousePriceModel
+    http: httpx.Client, model: HousePriceModel, identity: ModelInfo
 ) -> None:
     # The original service upper-cased categoricals and sent area as FP32, counts as INT64.
     house = {k: v.upper() if isinstance(v, str) else v for k, v in schema.EXAMPLE_HOUSE.items()}
-    body = v2.build_request([house], request_id="req-1")
+    body = codec.build_request([house], request_id="req-1")
     assert {i["name"]: i["datatype"] for i in body["inputs"]} == schema.V2_DATATYPE
     response = _infer(http, body, headers={"x-request-id": "trace-42"})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "trace-42"
     doc = response.json()
     assert doc["model_name"] == MODEL_NAME
-    assert doc["model_version"] == VERSION
+    assert doc["model_version"] == identity.version
     assert doc["id"] == "req-1"
     [output] = doc["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == ("price", "FP64", [1])
-    assert output["data"][0] == pytest.approx(_expected(model, [house])[0], rel=1e-12)
+    assert output["data"][0] == pytest.approx(reference_prices(model, [house])[0], rel=1e-12)
 
 
-def test_versioned_infer(http: httpx.Client, model: HousePriceModel) -> None:
+def test_versioned_infer(http: httpx.Client, model: HousePriceModel, identity: ModelInfo) -> None:
     houses = _houses(3)
     response = http.post(
-        f"/v2/models/{MODEL_NAME}/versions/{VERSION}/infer", json=v2.build_request(houses)
+        f"/v2/models/{MODEL_NAME}/versions/{identity.version}/infer",
+        json=codec.build_request(houses),
     )
     assert response.status_code == 200
     np.testing.assert_allclose(
-        v2.prices_from(response.json()), _expected(model, houses), rtol=1e-12
+        codec.prices_from(response.json()), reference_prices(model, houses), rtol=1e-12
     )
 
 
@@ -167,21 +132,21 @@ def test_yes_and_YES_give_identical_predictions(http: httpx.Client) -> None:
         [{k: spell(v) if isinstance(v, str) else v for k, v in h.items()} for h in lower]
         for spell in spellings
     ]
-    baseline = v2.prices_from(_infer(http, v2.build_request(lower)).json())
+    baseline = codec.prices_from(_infer(http, codec.build_request(lower)).json())
     for houses in variants:
-        assert v2.prices_from(_infer(http, v2.build_request(houses)).json()) == baseline
+        assert codec.prices_from(_infer(http, codec.build_request(houses)).json()) == baseline
     # ...and the categoricals matter: flipping one changes some prediction.
     flipped = [
         {**h, "airconditioning": "no" if h["airconditioning"] == "yes" else "yes"} for h in lower
     ]
-    assert v2.prices_from(_infer(http, v2.build_request(flipped)).json()) != baseline
+    assert codec.prices_from(_infer(http, codec.build_request(flipped)).json()) != baseline
 
 
 def test_large_batch_in_every_accepted_encoding_matches_the_model(
     http: httpx.Client, model: HousePriceModel
 ) -> None:
     houses = _houses(1000, seed=21)  # > chunk_rows: decoded off the loop, pipelined
-    body = v2.build_request(houses)
+    body = codec.build_request(houses)
     for tensor in body["inputs"]:
         if tensor["name"] == "area":
             tensor["datatype"] = "FP64"
@@ -194,9 +159,9 @@ def test_large_batch_in_every_accepted_encoding_matches_the_model(
             tensor["shape"] = [len(houses), 1]
     response = _infer(http, body)
     assert response.status_code == 200, response.text
-    prices = v2.prices_from(response.json())
+    prices = codec.prices_from(response.json())
     assert response.json()["outputs"][0]["shape"] == [1000]
-    np.testing.assert_allclose(prices, _expected(model, houses), rtol=1e-12)
+    np.testing.assert_allclose(prices, reference_prices(model, houses), rtol=1e-12)
 
 
 def test_a_large_request_in_the_original_clients_form_matches_the_model(
@@ -206,20 +171,20 @@ def test_a_large_request_in_the_original_clients_form_matches_the_model(
     for i, house in enumerate(houses):  # any case, as clients send them
         house["mainroad"] = house["mainroad"].upper() if i % 2 else house["mainroad"]
         house["furnishingstatus"] = house["furnishingstatus"].title() if i % 3 else "UNFURNISHED"
-    response = _infer(http, v2.build_request(houses))
+    response = _infer(http, codec.build_request(houses))
     assert response.status_code == 200, response.text
     np.testing.assert_allclose(
-        v2.prices_from(response.json()), _expected(model, houses), rtol=1e-12
+        codec.prices_from(response.json()), reference_prices(model, houses), rtol=1e-12
     )
     # A bad value deep in a large request gets the same 400 as in a small one.
     houses[4_321]["furnishingstatus"] = "palace"
-    response = _infer(http, v2.build_request(houses))
+    response = _infer(http, codec.build_request(houses))
     assert response.status_code == 400
     assert "furnishingstatus: 'palace' is not one of" in response.json()["error"]
 
 
 def _request_with(input_name: str, **changes: Any) -> dict[str, Any]:
-    body = v2.build_request(_houses(2))
+    body = codec.build_request(_houses(2))
     for tensor in body["inputs"]:
         if tensor["name"] == input_name:
             tensor.update(changes)
@@ -227,7 +192,7 @@ def _request_with(input_name: str, **changes: Any) -> dict[str, Any]:
 
 
 def _without(name: str) -> dict[str, Any]:
-    body = v2.build_request(_houses(2))
+    body = codec.build_request(_houses(2))
     body["inputs"] = [t for t in body["inputs"] if t["name"] != name]
     return body
 
@@ -237,7 +202,7 @@ def _renamed(old: str, new: str) -> dict[str, Any]:
 
 
 def _duplicated(name: str) -> dict[str, Any]:
-    body = v2.build_request(_houses(2))
+    body = codec.build_request(_houses(2))
     body["inputs"].append(next(t for t in body["inputs"] if t["name"] == name))
     return body
 
@@ -302,7 +267,7 @@ BAD_REQUESTS = {
     "no inputs": ({"inputs": []}, ["'inputs' must be a non-empty list"]),
     "not an object": ([1, 2, 3], ["must be a JSON object"]),
     "unknown output": (
-        {**v2.build_request(_houses(1)), "outputs": [{"name": "log_price"}]},
+        {**codec.build_request(_houses(1)), "outputs": [{"name": "log_price"}]},
         ["unknown output 'log_price'", "'price'"],
     ),
 }
@@ -331,7 +296,7 @@ def test_invalid_json_is_400(http: httpx.Client) -> None:
 
 
 def test_oversized_body_is_413(http: httpx.Client) -> None:
-    body = v2.build_request(_houses(40_000, seed=1))  # ~2.4 MB > the 2,000,000-byte limit
+    body = codec.build_request(_houses(40_000, seed=1))  # ~2.4 MB > the 2,000,000-byte limit
     response = _infer(http, body)
     assert response.status_code == 413
     assert "MAX_BODY_BYTES" in response.json()["error"]
@@ -351,89 +316,38 @@ def test_request_ids_are_echoed_or_made(http: httpx.Client) -> None:
     assert error.headers["x-request-id"] == "bad-req-9"
 
 
-def test_logs_are_json_lines_with_request_ids(http: httpx.Client, server: RunningServer) -> None:
-    _infer(http, v2.build_request([schema.EXAMPLE_HOUSE]), headers={"x-request-id": "log-me-7"})
-    procs.wait_until(  # access lines are written in batches, every 50 ms
-        lambda: "log-me-7" in server.log_file.read_text(), timeout=10, service="access log"
-    )
-    records = [json.loads(line) for line in server.log_file.read_text().splitlines() if line]
-    loaded = next(r for r in records if r["message"] == "model loaded")
-    assert (loaded["model_version"], loaded["run_id"]) == (VERSION, RUN_ID)
-    access = next(r for r in records if r.get("request_id") == "log-me-7")
-    assert access["logger"] == "bridgeai.serving.app.access"
-    assert (access["status"], access["method"]) == (200, "POST")
-    assert access["duration_ms"] > 0
+# -- one error map ---------------------------------------------------------------------------------
+def test_the_lane_and_the_routes_answer_one_error_with_the_same_bytes(http: httpx.Client) -> None:
+    body = codec.build_request([schema.EXAMPLE_HOUSE])
+    for suffix in ("", "/versions/99"):
+        route = http.get(f"/v2/models/other_model{suffix}")  # Starlette
+        lane = http.post(f"/v2/models/other_model{suffix}/infer", json=body)  # the bare lane
+        assert route.status_code == lane.status_code == 404
+        assert route.content == lane.content
+        assert route.headers["content-type"] == lane.headers["content-type"] == "application/json"
 
 
-# -- loading --------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_registered_model_serves_the_pyfunc_predictions(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_before_the_model_is_loaded_every_path_is_503_with_the_same_body(
+    tmp_path: Path,
 ) -> None:
-    import mlflow
+    # The app without its lifespan: the model never loads, as in the first seconds of a start.
+    app = create_app(ModelServerSettings(model_uri=str(tmp_path), access_log=False))
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    model = tiny_model(housing_frame(400, seed=8), rounds=40)
-    registered = register(model)
-    houses = _houses(200, seed=13)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{registered.version}")
-    frame = housing_frame(200, seed=13).select(schema.FEATURES).to_pandas()
-    frame["area"] = frame["area"].astype(np.float64)  # the signature's type for area
-    expected = np.asarray(pyfunc.predict(frame), dtype=np.float64).reshape(-1)
+    async def ask() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+            return [
+                await client.get("/v2/health/ready"),
+                await client.get(f"/v2/models/{MODEL_NAME}"),
+                await client.get(f"/v2/models/{MODEL_NAME}/ready"),
+                await client.post(
+                    f"/v2/models/{MODEL_NAME}/infer",
+                    json=codec.build_request([schema.EXAMPLE_HOUSE]),
+                ),
+            ]
 
-    env = {"MLFLOW_TRACKING_URI": registered.tracking_uri}
-    uri = f"models:/{MODEL_NAME}@champion"
-    with model_server(uri, tmp_path / "server.log", env=env) as running:
-        meta = httpx.get(f"{running.url}/v2/models/{MODEL_NAME}", timeout=30).json()
-        response = httpx.post(running.infer_url(), json=v2.build_request(houses), timeout=60)
-    assert meta["versions"] == [registered.version]
-    assert meta["parameters"]["mlflow_run_id"] == registered.run_id
-    assert response.json()["model_version"] == registered.version
-    np.testing.assert_allclose(v2.prices_from(response.json()), expected, rtol=1e-12)
-
-    # An alias nobody set: the server refuses to start, saying why (no traceback).
-    failed = _serve_and_fail(f"models:/{MODEL_NAME}@no-such-alias", env)
-    assert failed.returncode == 2
-    assert "cannot be resolved in MLflow" in failed.stderr
-    assert "no-such-alias" in failed.stderr
-    assert "Traceback" not in failed.stderr
-
-
-def _serve_and_fail(
-    uri: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [*serve_command(), "--model-uri", uri, "--port", "9"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def test_missing_model_directory_exits_with_a_message(tmp_path: Path) -> None:
-    result = _serve_and_fail(str(tmp_path / "no-such-model"))
-    assert result.returncode == 2
-    assert "does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_serving_a_directory_imports_neither_prefect_nor_mlflow(
-    model: HousePriceModel, tmp_path: Path
-) -> None:
-    model_dir = save_with_info(model, tmp_path / "model", version="1")
-    script = (
-        "import sys\n"
-        "from bridgeai import model_server\n"
-        f"s = model_server.ModelServerSettings(model_uri={str(model_dir)!r})\n"
-        "app = model_server.create_app(s, model_server.load_served_model(s))\n"
-        # (lightgbm itself imports pandas and sklearn when they are installed, as here.)
-        "heavy = {'prefect', 'mlflow', 'blocks', 'polars', 'fastapi', 'evidently'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert result.stdout.strip() == "[]"
+    ready, metadata, model_ready, infer = asyncio.run(ask())
+    assert (ready.status_code, ready.json()) == (503, {"ready": False})
+    assert metadata.status_code == model_ready.status_code == infer.status_code == 503
+    assert metadata.content == model_ready.content == infer.content
+    assert infer.json() == {"error": "the model is still loading; retry shortly"}

@@ -1,0 +1,41 @@
+"""The model server's process knobs, read from ``BRIDGEAI_MODEL_SERVER_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bridgeai.model import CHAMPION_URI
+
+
+class ModelServerSettings(BaseSettings):
+    """Process knobs of the model server (environment prefix ``BRIDGEAI_MODEL_SERVER_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="BRIDGEAI_MODEL_SERVER_", protected_namespaces=())
+
+    model_uri: str = Field(
+        default=CHAMPION_URI,
+        description="Model directory, file:// URI, models:/<name>@<alias|version> or runs:/ URI.",
+    )
+    model_name: str | None = Field(
+        default=None, description="Name to serve under (default: the registered model name)."
+    )
+    host: str = Field(default="127.0.0.1", description="Interface to bind.")
+    port: int = Field(default=8080, description="Port to listen on.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    access_log: bool = Field(default=True, description="One JSON log line per request.")
+    batch_rows: int = Field(
+        default=2048, ge=1, description="Requests with this many rows use batch_threads."
+    )
+    batch_threads: int = Field(
+        default=1, ge=1, description="LightGBM threads for batches of batch_rows or more."
+    )
+    chunk_rows: int = Field(
+        default=16384, ge=256, description="Rows encoded per step while the previous predicts."
+    )
+    offload_bytes: int = Field(
+        default=65536, description="Bodies this large are decoded off the event loop."
+    )
+    max_body_bytes: int = Field(
+        default=512 * 1024 * 1024, description="Larger request bodies get 413."
+    )
