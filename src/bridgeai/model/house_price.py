@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bridgeai import schema
+from bridgeai.model.errors import InvalidInput
 
 #: Written by :meth:`HousePriceModel.save`; 2 added the optional ``linear_baseline``. A reader
 #: that predates a format refuses it rather than silently dropping part of the model.
@@ -35,7 +36,7 @@ PREPROCESSING_FILE = "preprocessing.json"
 TargetTransform = Literal["log", "none"]
 
 
-class FeatureError(ValueError):
+class FeatureError(InvalidInput):
     """Raised when input columns cannot be encoded; the message says which column and why."""
 
 

@@ -338,19 +338,28 @@ class Stack:
         from prefect.exceptions import ObjectAlreadyExists
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from blocks import DEFAULT_BLOCK_NAME, ContainerRegistry, MLflowServer, ObjectStorage
+        from blocks import (
+            DEFAULT_BLOCK_NAME,
+            ContainerRegistry,
+            DataRepository,
+            MLflowServer,
+            ObjectStorage,
+        )
 
         storage = self.object_storage()
         _retry(storage.ensure_buckets, attempts=20, delay=0.5)
         with temporary_settings({PREFECT_API_URL: self.urls()["prefect-api"]}):
-            for block_cls in (ObjectStorage, MLflowServer, ContainerRegistry):
+            for block_cls in (ObjectStorage, MLflowServer, ContainerRegistry, DataRepository):
                 block_cls.register_type_and_schema()
             storage.save(DEFAULT_BLOCK_NAME, overwrite=True)
             self.mlflow_server().save(DEFAULT_BLOCK_NAME, overwrite=True)
-            try:
-                ContainerRegistry.load(DEFAULT_BLOCK_NAME)
-            except ValueError:
-                ContainerRegistry().save(DEFAULT_BLOCK_NAME)
+            # Kept when the user saved their own; the worker shares this $BRIDGEAI_HOME, so the
+            # local data repository (no git remote) is the one every flow run sees.
+            for default in (ContainerRegistry(), DataRepository()):
+                try:
+                    type(default).load(DEFAULT_BLOCK_NAME)
+                except ValueError:
+                    default.save(DEFAULT_BLOCK_NAME)
             pool = WorkPoolCreate(name=self.settings.work_pool, type="process")
             with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
                 client.create_work_pool(pool)
