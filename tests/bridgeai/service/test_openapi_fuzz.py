@@ -22,8 +22,6 @@ from tests.support.model_server import ModelServerProcess
 from tests.support.service import (
     API_KEY,
     RunningService,
-    drop_database,
-    fresh_database,
     run_service,
     service_settings,
 )
@@ -54,7 +52,7 @@ def _inferences_answered(server: ModelServerProcess) -> int:
 def fuzzed_service(
     fuzzed_model_server: ModelServerProcess, postgres_cluster, tmp_path_factory
 ) -> Iterator[RunningService]:
-    url = fresh_database(postgres_cluster)
+    url = postgres_cluster.create_database()
     settings = service_settings(
         fuzzed_model_server.url,
         url,
@@ -66,7 +64,7 @@ def fuzzed_service(
         with run_service(settings) as running:
             yield running
     finally:
-        drop_database(postgres_cluster, url)
+        postgres_cluster.drop_database(url)
 
 
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
