@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,25 @@ def model() -> HousePriceModel:
     return tiny_model()
 
 
+@pytest.fixture(autouse=True)
+def embedded_mlflow(bridgeai_home: Path) -> Iterator[None]:
+    """MLflow's fluent API on this test's embedded store, as a notebook user would point it."""
+    from blocks import MLflowServer
+    from bridgeai.model.mlflow_client import fluent
+
+    server = MLflowServer()
+    server.client()  # creates the store
+    with fluent(server.resolved_tracking_uri()):
+        yield
+
+
 def _log(model: HousePriceModel) -> Any:
     import mlflow
 
     from blocks import MLflowServer
     from bridgeai.model.pyfunc import log_model
 
-    server = MLflowServer()
-    server.client()
-    experiment_id = server.ensure_experiment()
+    experiment_id = MLflowServer().ensure_experiment()
     with mlflow.start_run(experiment_id=experiment_id):
         return log_model(model)
 
@@ -90,6 +101,7 @@ def test_a_logged_model_loads_with_only_its_own_code_in_a_fresh_process(
     assert carried == [
         "bridgeai/__init__.py",
         "bridgeai/model/__init__.py",
+        "bridgeai/model/errors.py",
         "bridgeai/model/house_price.py",
         "bridgeai/model/packaging.py",
         "bridgeai/model/pyfunc.py",

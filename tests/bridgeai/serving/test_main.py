@@ -100,11 +100,14 @@ def test_registered_model_serves_the_pyfunc_predictions(
 ) -> None:
     import mlflow
 
+    from bridgeai.model.mlflow_client import fluent
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     model = tiny_model(housing_frame(400, seed=8), rounds=40)
     registered = register(model)
     houses = _houses(200, seed=13)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{registered.version}")
+    with fluent(registered.tracking_uri):
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{registered.version}")
     frame = housing_frame(200, seed=13).select(schema.FEATURES).to_pandas()
     frame["area"] = frame["area"].astype(np.float64)  # the signature's type for area
     expected = np.asarray(pyfunc.predict(frame), dtype=np.float64).reshape(-1)
@@ -123,7 +126,7 @@ def test_registered_model_serves_the_pyfunc_predictions(
     # An alias nobody set: the server refuses to start, saying why (no traceback).
     failed = _serve_and_fail(python_m_serving(), f"models:/{MODEL_NAME}@no-such-alias", env)
     assert failed.returncode == 2
-    assert "cannot be resolved in MLflow" in failed.stderr
+    assert "has no 'no-such-alias' alias yet" in failed.stderr
     assert "no-such-alias" in failed.stderr
     assert "Traceback" not in failed.stderr
 
