@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -265,26 +265,17 @@ def push(client: Any, repository: str, tag: str, auth_config: dict[str, str] | N
         ImagePushError: the registry refused (e.g. bad credentials) or could not be reached;
             the message holds the registry's own words.
     """
-    from docker.errors import DockerException
-
-    digest: str | None = None
     target = f"{repository}:{tag}"
-    try:
-        stream = client.api.push(
-            repository, tag=tag, auth_config=auth_config, stream=True, decode=True
+    digests = [
+        str(aux["Digest"])
+        for aux in _registry_stream(
+            ImagePushError, "push", target, auth_config, client.api.push, repository, tag
         )
-        for chunk in stream:
-            error = _stream_error(chunk)
-            if error:
-                raise _registry_error(ImagePushError, "push", target, error, auth_config)
-            aux = chunk.get("aux") or {}
-            if isinstance(aux, dict) and aux.get("Digest"):
-                digest = aux["Digest"]
-    except DockerException as exc:
-        raise _registry_error(ImagePushError, "push", target, _explain(exc), auth_config) from None
-    if not digest:
+        if aux.get("Digest")
+    ]
+    if not digests:
         raise ImagePushError(f"push of {target} finished but the registry reported no digest")
-    return digest
+    return digests[-1]
 
 
 def pull(client: Any, reference: str, auth_config: dict[str, str] | None) -> str:
@@ -293,25 +284,42 @@ def pull(client: Any, reference: str, auth_config: dict[str, str] | None) -> str
     Raises:
         ImagePullError: the registry refused or could not be reached (its message included).
     """
-    from docker.errors import DockerException
-
     repository, sep, digest = reference.partition("@")
     tag = digest if sep else None
     if not sep and ":" in reference.rsplit("/", 1)[-1]:
         repository, tag = reference.rsplit(":", 1)
+    for _ in _registry_stream(
+        ImagePullError, "pull", reference, auth_config, client.api.pull, repository, tag
+    ):
+        pass
+    return str(client.images.get(reference).id)
+
+
+def _registry_stream(
+    error_cls: type[ImageError],
+    action: str,
+    target: str,
+    auth_config: dict[str, str] | None,
+    call: Callable[..., Iterable[dict[str, Any]]],
+    repository: str,
+    tag: str | None,
+) -> Iterator[dict[str, Any]]:
+    """Run a push or pull, yield its ``aux`` records; an error in the stream or the SDK raises.
+
+    The Docker SDK reports a registry's refusal inside the JSON stream, not as an exception.
+    """
+    from docker.errors import DockerException
+
     try:
-        stream = client.api.pull(
-            repository, tag=tag, auth_config=auth_config, stream=True, decode=True
-        )
-        for chunk in stream:
+        for chunk in call(repository, tag=tag, auth_config=auth_config, stream=True, decode=True):
             error = _stream_error(chunk)
             if error:
-                raise _registry_error(ImagePullError, "pull", reference, error, auth_config)
-        return str(client.images.get(reference).id)
+                raise _registry_error(error_cls, action, target, error, auth_config)
+            aux = chunk.get("aux")
+            if isinstance(aux, dict):
+                yield aux
     except DockerException as exc:
-        raise _registry_error(
-            ImagePullError, "pull", reference, _explain(exc), auth_config
-        ) from None
+        raise _registry_error(error_cls, action, target, _explain(exc), auth_config) from None
 
 
 def image_size(client: Any, image_id: str) -> int:
