@@ -32,8 +32,8 @@ def main(
 ) -> None:
     """Run the service under uvicorn until SIGINT/SIGTERM, then flush the prediction log.
 
-    Configuration errors (a bad ``BRIDGEAI_*`` value, a spool directory owned by another
-    process) exit with status 2 and a one-line message instead of a traceback.
+    Configuration errors (a bad ``BRIDGEAI_*`` value, a spool root that cannot be created or
+    written) exit with status 2 and a one-line message instead of a traceback.
 
     Args:
         host: interface to bind.
@@ -46,17 +46,15 @@ def main(
     from pydantic import ValidationError
 
     from bridgeai.service.settings import ServiceSettings
-    from bridgeai.service.spool import Spool, SpoolLockedError
+    from bridgeai.service.spool import ensure_root
 
     try:
         settings = settings or ServiceSettings()
         from bridgeai.service.app import create_app
 
         app = create_app(settings)
-        spool = Spool(settings.resolved_spool_dir())
-        spool.open()  # fail now, not inside uvicorn's lifespan, if another process owns it
-        spool.close()
-    except (ValidationError, ValueError, SpoolLockedError, OSError) as exc:
+        ensure_root(settings.resolved_spool_dir())  # fail now, not inside uvicorn's lifespan
+    except (ValidationError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     import uvicorn

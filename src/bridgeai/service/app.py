@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
 from starlette.responses import Response
 
 from bridgeai import __version__
@@ -55,10 +56,23 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": models.ErrorResponse, "description": "Body larger than any valid batch."},
     422: {"model": models.ErrorResponse, "description": "Invalid house: the fields are named."},
     502: {"model": models.ErrorResponse, "description": "The model server answered an error."},
-    503: {"model": models.ErrorResponse, "description": "The model server is unreachable."},
+    503: {
+        "model": models.ErrorResponse,
+        "description": "The model server is unreachable, or (durable mode) the prediction "
+        "log's spool cannot be written: nothing is answered that cannot be logged.",
+    },
 }
 
 router = APIRouter()
+
+
+class Readiness(models.Readiness):
+    """What ``/ready`` found: database, model and prediction-log spool must all be fine."""
+
+    spool: models.ComponentStatus = Field(
+        description="The prediction log's spool: writable, and no dead process's spool left "
+        "to replay (durable mode)."
+    )
 
 
 @router.post(
@@ -105,12 +119,14 @@ async def health(state: StateDep) -> Response:
 
 @router.get(
     "/ready",
-    response_model=models.Readiness,
-    responses={503: {"model": models.Readiness}},
+    response_model=Readiness,
+    responses={503: {"model": Readiness}},
     tags=["operations"],
 )
 async def ready(state: StateDep) -> Response:
-    """Readiness: the database answers ``SELECT 1`` and the model server has the model."""
+    """Readiness: the database answers ``SELECT 1``, the model server has the model, and the
+    prediction log can store rows as ``BRIDGEAI_LOG_DURABILITY`` promises (in durable mode: the
+    spool is writable and any spool a dead process left is replayed)."""
     timeout = state.settings.ready_timeout
     try:
         db_ok, db_detail = await asyncio.wait_for(
@@ -119,10 +135,17 @@ async def ready(state: StateDep) -> Response:
     except TimeoutError:
         db_ok, db_detail = False, f"{state.writer.redacted_url} did not answer in {timeout:g}s"
     model_state = await state.model.state(timeout)
-    ok = db_ok and model_state.ok
+    try:
+        spool_ok, spool_detail = await asyncio.wait_for(
+            asyncio.to_thread(state.writer.check_spool), timeout
+        )
+    except TimeoutError:
+        spool_ok, spool_detail = False, f"the spool did not answer a write in {timeout:g}s"
+    ok = db_ok and model_state.ok and spool_ok
     body = {
         "ready": ok,
         "database": {"ok": db_ok, "detail": db_detail},
+        "spool": {"ok": spool_ok, "detail": spool_detail},
         "model": {
             "ok": model_state.ok,
             "detail": model_state.detail,
@@ -130,7 +153,7 @@ async def ready(state: StateDep) -> Response:
             "name": state.settings.model_name,
             "version": model_state.version,
         },
-        "spool_depth": state.writer.spool.depth,
+        "spool_depth": state.writer.spool_depth,
         "queue_depth": state.writer.queue_depth,
     }
     return json_response(200 if ok else 503, body)
@@ -208,11 +231,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             await state.model.open()
             model_state = await state.model.state(settings.ready_timeout)
             logger.info(
-                "prediction service up: model %s at %s (%s), prediction log %s",
+                "prediction service up: model %s at %s (%s), prediction log %s (%s, spool %s)",
                 settings.model_name,
                 state.model.base_url,
                 model_state.detail,
                 state.writer.redacted_url,
+                settings.log_durability,
+                state.writer.spool.directory,
             )
             app.state.service = state
             yield
@@ -221,9 +246,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             await state.model.close()
             await asyncio.to_thread(state.writer.stop, settings.shutdown_timeout)
             logger.info(
-                "prediction service stopped: %d log rows written, %d spooled on disk",
+                "prediction service stopped: %d log rows written, %d left in the spool",
                 state.writer.rows_written,
-                state.writer.spool.depth,
+                state.writer.spool_depth,
             )
 
     app = FastAPI(

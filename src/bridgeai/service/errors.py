@@ -73,6 +73,16 @@ class ModelUnavailable(ServiceError):
     transient = True
 
 
+class LogUnavailable(ServiceError):
+    """The prediction log cannot store the request's rows durably (the spool cannot be written).
+
+    The service fails closed: it answers no prediction it cannot log.
+    """
+
+    status_code = 503
+    transient = True
+
+
 class ModelFailed(ServiceError):
     """The model server answered with an error or an unreadable response."""
 

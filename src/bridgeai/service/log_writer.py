@@ -1,16 +1,21 @@
 """Writes prediction-log rows to the database in batches, off the request path, losing none.
 
-Request handlers call :meth:`LogWriter.submit`, which only appends to an in-memory queue. One
-writer thread wakes every ``flush_interval`` (or as soon as a batch is full), and writes the
-queue to the database in multi-row inserts. When the database is unreachable, the batch goes to
-the durable :class:`~bridgeai.service.spool.Spool` instead and the writer probes the database
-every ``retry_interval``; once it answers, the spool is replayed, oldest first. A clean stop
-writes (or spools) everything still queued.
+Requests hand their rows to the :class:`~bridgeai.service.journal.Journal`: in ``durable`` mode
+(the default) they are answered only once the rows are in the spool and ``fsync``'d (group
+commit); in ``async`` mode they are only queued in memory. One writer thread wakes every
+``flush_interval`` (or as soon as a batch is full), seals what accumulated, and writes each
+batch to the database in one transaction; a batch's spool segment is deleted only after its
+commit. When the database is unreachable the batches wait on disk (``async`` mode first
+spills its memory there) and the writer probes the database every ``retry_interval``; once it
+answers, everything is written, oldest first.
 
-What can still be lost: rows queued in memory (at most ``flush_interval`` of traffic) when the
-process is killed with SIGKILL or the machine loses power. Rows that the database rejects as
-data errors (they cannot be, after validation; this is a last line of defence) are not retried
-forever: they are written to ``rejected.jsonl`` in the spool directory and reported.
+At start the writer creates this process's own spool directory and adopts every spool whose
+process died (:func:`bridgeai.service.spool.adopt_orphans`), replaying it before the service
+reports ready; it looks for orphans again every ``adopt_interval``. Replays are idempotent: the
+table ignores a ``(request_id, batch_index)`` it already holds.
+
+Rows the database rejects as data errors (they cannot be, after validation; this is a last line
+of defence) are not retried forever: they go to ``rejected.jsonl`` in the spool root.
 """
 
 from __future__ import annotations
@@ -18,16 +23,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from bridgeai.service import prediction_log
-from bridgeai.service.spool import Spool
+from bridgeai.service.journal import DURABLE, SEGMENT_BYTES, Batch, Journal
+from bridgeai.service.spool import Spool, adopt_orphans, append_rejected
 
 logger = logging.getLogger("bridgeai.service.log_writer")
 
@@ -49,41 +53,58 @@ def _reason(exc: BaseException) -> str:
 
 
 class LogWriter:
-    """The prediction log's batched, durable writer; see the module docstring."""
+    """The prediction log's batched, durable writer; see the module docstring.
+
+    Args:
+        database_url: the prediction log's database (``BRIDGEAI_DATABASE_URL``).
+        spool_root: the spool root (``BRIDGEAI_SPOOL_DIR``); this process makes its own
+            directory in it.
+        durability: ``durable`` (answer after fsync) or ``async`` (answer at once).
+    """
 
     def __init__(
         self,
         database_url: str,
-        spool: Spool,
+        spool_root: Path,
         *,
+        durability: str = DURABLE,
         batch_size: int = 500,
         flush_interval: float = 0.1,
         queue_limit: int = 50_000,
         connect_timeout: float = 3.0,
         retry_interval: float = 1.0,
+        commit_window: float = 0.0,
+        adopt_interval: float = 30.0,
+        segment_bytes: int = SEGMENT_BYTES,
     ) -> None:
         self.database_url = database_url
         self.redacted_url = prediction_log.redacted(prediction_log.sqlalchemy_url(database_url))
-        self.spool = spool
+        self.spool_root = spool_root
+        self.durable = durability == DURABLE
+        self.durability = durability
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.queue_limit = queue_limit
         self.connect_timeout = connect_timeout
         self.retry_interval = retry_interval
-        self._queue: deque[dict[str, Any]] = deque()
+        self.commit_window = commit_window
+        self.adopt_interval = adopt_interval
+        self.segment_bytes = segment_bytes
+        self._journal: Journal | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._engine: sa.Engine | None = None
         self._migrated = False
         self._next_probe = 0.0
+        self._next_adoption = 0.0
         self._last_failure_log = -1e9
         self.db_up = False
         self.last_error: str | None = None
         self.rows_written = 0
         self.batches_written = 0
-        self.rows_spooled = 0
         self.rows_rejected = 0
+        self.rows_adopted = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -92,16 +113,41 @@ class LogWriter:
             raise RuntimeError("LogWriter.start() was not called")
         return self._engine
 
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise RuntimeError("LogWriter.start() was not called")
+        return self._journal
+
+    @property
+    def spool(self) -> Spool:
+        """This process's own spool directory."""
+        return self.journal.spool
+
     def start(self) -> None:
-        """Open the spool, connect (creating/migrating the table) and start the thread."""
-        self.spool.open()
+        """Create this process's spool, adopt dead ones, connect, and start the threads.
+
+        Raises:
+            SpoolError: the spool root cannot be created or written.
+        """
+        journal = Journal(
+            Spool.create(self.spool_root),
+            durable=self.durable,
+            commit_window=self.commit_window,
+            segment_bytes=self.segment_bytes,
+        )
+        journal.batch_size = self.batch_size
+        journal.on_rows = self._wake.set
+        self._journal = journal
+        self._adopt()
+        journal.start()
         self._engine = prediction_log.create_log_engine(
             self.database_url, connect_timeout=self.connect_timeout, pool_size=3, max_overflow=2
         )
         if not self._database_ready():
             logger.warning(
                 "the prediction log database %s is unreachable (%s); predictions will be "
-                "served and their log rows spooled to %s until it returns",
+                "served and their log rows kept in the spool %s until it returns",
                 self.redacted_url,
                 self.last_error,
                 self.spool.directory,
@@ -110,20 +156,39 @@ class LogWriter:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Write or spool everything queued, then stop (a clean shutdown loses nothing)."""
+        """Write everything still waiting (or leave it in the spool), then stop.
+
+        A clean shutdown loses nothing: rows the database cannot take now stay on disk for the
+        next process to replay.
+        """
+        journal = self._journal
+        if journal is not None:
+            journal.stop()
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 logger.error(
-                    "the prediction log writer did not finish within %.0fs; %d rows are "
-                    "still queued in memory",
+                    "the prediction log writer did not finish within %.0fs; %d rows are still "
+                    "in memory, %d in the spool %s",
                     timeout,
-                    len(self._queue),
+                    journal.memory_depth if journal else 0,
+                    journal.disk_depth if journal else 0,
+                    self.spool_root,
                 )
                 return
-        self.spool.close()
+        if journal is not None:
+            journal.release_adopted()
+            if journal.spool.release():
+                logger.debug("removed the empty spool directory %s", journal.spool.directory)
+            elif journal.disk_depth:
+                logger.warning(
+                    "%d prediction-log rows stay in the spool %s; the next service process "
+                    "replays them",
+                    journal.disk_depth,
+                    journal.spool.directory,
+                )
         if self._engine is not None:
             self._engine.dispose()
 
@@ -133,14 +198,40 @@ class LogWriter:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Rows in memory only (``async`` mode) waiting for the database."""
+        return self._journal.memory_depth if self._journal else 0
+
+    @property
+    def spool_depth(self) -> int:
+        """Rows in the spool (this process's and adopted ones) not yet in the database."""
+        return self._journal.disk_depth if self._journal else 0
+
+    @property
+    def rows_spooled(self) -> int:
+        return self._journal.rows_spooled if self._journal else 0
+
+    @property
+    def rows_torn(self) -> int:
+        return self._journal.torn_records if self._journal else 0
 
     # -- the request side ------------------------------------------------------------------
+    async def log(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store rows: durably before returning (``durable``), or queued in memory (``async``).
+
+        Raises:
+            LogUnavailable: ``durable`` mode and the spool cannot be written.
+        """
+        if self.durable:
+            await self.journal.commit(rows)
+        else:
+            self.journal.submit(rows)
+
     def submit(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Queue rows for writing; never blocks and never touches the database."""
-        self._queue.extend(rows)  # type: ignore[arg-type]
-        if len(self._queue) >= self.batch_size:
-            self._wake.set()
+        """Store rows from a thread without an event loop (blocking in ``durable`` mode)."""
+        if self.durable:
+            self.journal.commit_sync(list(rows))  # type: ignore[arg-type]
+        else:
+            self.journal.submit(list(rows))  # type: ignore[arg-type]
 
     def check_database(self) -> tuple[bool, str]:
         """Run ``SELECT 1`` now (blocking; for readiness checks)."""
@@ -151,40 +242,63 @@ class LogWriter:
             return False, f"{self.redacted_url} is unreachable ({_reason(exc)})"
         return True, f"{self.redacted_url} reachable"
 
+    def check_spool(self) -> tuple[bool, str]:
+        """Whether requests can be answered as the durability mode promises (for ``/ready``).
+
+        Probes the disk when the last write failed. In ``durable`` mode a spool that cannot be
+        written, or a start-up replay of a dead process's spool still under way, is not ready.
+        """
+        journal = self.journal
+        writable = journal.probe()
+        where = f"{self.durability} log, spool {journal.spool.directory}"
+        adopted = journal.adopted_rows()
+        if not writable:
+            detail = f"{where} cannot be written ({journal.error})"
+            return (not self.durable), detail
+        if adopted:
+            return False, f"{where}: replaying {adopted} rows left by a process that died"
+        return True, f"{where} writable"
+
     # -- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            self._cycle(final=False)
-        self._cycle(final=True)
+            self._cycle()
+        self._cycle()
 
-    def _cycle(self, *, final: bool) -> None:
-        # Only what was queued when the cycle began (everything, when stopping): rows arriving
-        # meanwhile wait for the next flush, so batches stay full under steady traffic instead
-        # of shrinking to a few rows per commit.
-        remaining = len(self._queue)
-        while self._queue and (final or remaining > 0):
-            batch = self._take(self.batch_size if final else min(self.batch_size, remaining))
-            remaining -= len(batch)
-            try:
-                if len(self._queue) > self.queue_limit:
-                    # The database cannot keep up: put the backlog on disk, not in memory.
-                    batch += self._take(len(self._queue))
-                    self._spool(batch)
-                else:
-                    self._write_or_spool(batch)
-            except Exception:
-                # Neither the database nor the disk took the rows (a full disk?): keep them
-                # queued and try again next cycle rather than drop them.
-                self._queue.extendleft(reversed(batch))
-                self._report_failure()
-                return
+    def _cycle(self) -> None:
+        journal = self.journal
         try:
-            if self.spool.depth and self._database_ready():
-                self._replay(deadline=time.monotonic() + (5.0 if final else 0.5))
+            if time.monotonic() >= self._next_adoption:
+                self._adopt()
+            if self._database_ready():
+                journal.seal()
+                for batch in journal.batches():
+                    if not self._write(batch):
+                        break  # the database went away: the rest waits
+                    journal.done(batch)
+            if not self.durable and (not self.db_up or journal.memory_depth > self.queue_limit):
+                # Nothing in memory is durable: put the backlog on disk.
+                journal.spill()
         except Exception:
+            # A full disk in async mode, say: the rows stay where they are; try again.
             self._report_failure()
+
+    def _adopt(self) -> None:
+        self._next_adoption = time.monotonic() + self.adopt_interval
+        for orphan in adopt_orphans(self.spool_root, own=self.journal.spool):
+            rows = self.journal.adopt(orphan)
+            if rows:
+                self.rows_adopted += rows
+                logger.warning(
+                    "adopted the spool %s of a service process that is gone: %d prediction-log "
+                    "rows to replay",
+                    orphan.directory,
+                    rows,
+                )
+            elif orphan.directory != self.spool_root:
+                orphan.release()
 
     def _report_failure(self) -> None:
         now = time.monotonic()
@@ -192,41 +306,27 @@ class LogWriter:
             self._last_failure_log = now
             logger.exception("the prediction log writer could not store rows; will retry")
 
-    def _take(self, n: int) -> list[dict[str, Any]]:
-        batch: list[dict[str, Any]] = []
-        popleft = self._queue.popleft
+    def _write(self, batch: Batch) -> bool:
+        """Commit one batch in one transaction; False when the database went away."""
+        rows = self.journal.rows_of(batch)
         try:
-            for _ in range(n):
-                batch.append(popleft())
-        except IndexError:
-            pass
-        return batch
-
-    def _write_or_spool(self, batch: list[dict[str, Any]]) -> None:
-        if self._database_ready():
-            try:
-                with self.engine.begin() as connection:
-                    prediction_log.insert_rows(connection, batch)
-                self.rows_written += len(batch)
-                self.batches_written += 1
-                return
-            except Exception as exc:
-                if _unavailable(exc):
-                    self._mark_down(exc)
-                else:
-                    done = self._write_one_by_one(batch, exc)
-                    batch = batch[done:]
-        if batch:
-            self._spool(batch)
-
-    def _spool(self, batch: list[dict[str, Any]]) -> None:
-        self.rows_spooled += self.spool.append(batch)
+            with self.engine.begin() as connection:
+                for start in range(0, len(rows), self.batch_size):
+                    prediction_log.insert_rows(connection, rows[start : start + self.batch_size])
+                    self.batches_written += 1
+            self.rows_written += len(rows)
+            return True
+        except Exception as exc:
+            if _unavailable(exc):
+                self._mark_down(exc)
+                return False
+            return self._write_one_by_one(rows, exc) == len(rows)
 
     def _write_one_by_one(self, rows: list[dict[str, Any]], first: BaseException) -> int:
         """Insert rows singly, setting aside those the database rejects.
 
         Returns how many rows were handled; fewer than ``len(rows)`` when the database went
-        away part-way (the caller keeps the rest).
+        away part-way (the batch is then written again later, idempotently).
         """
         logger.error(
             "the database rejected a batch (%s); writing its rows one by one", _reason(first)
@@ -244,9 +344,7 @@ class LogWriter:
         return len(rows)
 
     def _reject(self, row: Mapping[str, Any], exc: BaseException) -> None:
-        path: Path = self.spool.directory / "rejected.jsonl"
-        with open(path, "ab") as handle:
-            handle.write(orjson.dumps({"error": _reason(exc), "row": row}) + b"\n")
+        path = append_rejected(self.spool_root, {"error": _reason(exc), "row": dict(row)})
         self.rows_rejected += 1
         logger.error(
             "prediction log row %s/%s rejected by the database (%s); kept in %s",
@@ -255,26 +353,6 @@ class LogWriter:
             _reason(exc),
             path,
         )
-
-    def _replay(self, deadline: float) -> None:
-        for segment, rows in self.spool.drain():
-            try:
-                with self.engine.begin() as connection:
-                    for start in range(0, len(rows), self.batch_size):
-                        prediction_log.insert_rows(
-                            connection, rows[start : start + self.batch_size]
-                        )
-                self.rows_written += len(rows)
-            except Exception as exc:
-                if _unavailable(exc):
-                    self._mark_down(exc)
-                    return
-                if self._write_one_by_one(rows, exc) < len(rows):
-                    return  # the database went away: keep the segment for the next replay
-            self.spool.done(segment)
-            logger.info("replayed %d spooled prediction-log rows from %s", len(rows), segment.name)
-            if time.monotonic() > deadline:
-                return
 
     def _database_ready(self) -> bool:
         if self.db_up:
@@ -301,10 +379,10 @@ class LogWriter:
         reason = _reason(exc)
         if self.db_up or self.last_error is None:
             logger.warning(
-                "prediction log database %s unavailable (%s); spooling rows to %s",
+                "prediction log database %s unavailable (%s); keeping rows in the spool %s",
                 self.redacted_url,
                 reason,
-                self.spool.directory,
+                self.spool_root,
             )
         self.db_up = False
         self.last_error = reason

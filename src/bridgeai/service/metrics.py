@@ -59,8 +59,8 @@ class _StateCollector(Collector):
             return
         yield GaugeMetricFamily(
             "bridgeai_prediction_log_spool_depth",
-            "Prediction-log rows spooled on disk, waiting for the database.",
-            value=writer.spool.depth,
+            "Prediction-log rows in the spool on disk, waiting for the database.",
+            value=writer.spool_depth,
         )
         yield GaugeMetricFamily(
             "bridgeai_prediction_log_queue_depth",
@@ -76,6 +76,8 @@ class _StateCollector(Collector):
             ("written", writer.rows_written, "committed to the database"),
             ("spooled", writer.rows_spooled, "written to the disk spool"),
             ("rejected", writer.rows_rejected, "rejected by the database and set aside"),
+            ("adopted", writer.rows_adopted, "found in the spool of a dead process"),
+            ("torn", writer.rows_torn, "found torn in a spool (cut mid-write, never answered)"),
         ):
             yield CounterMetricFamily(
                 f"bridgeai_prediction_log_rows_{name}", f"Prediction-log rows {text}.", value=value

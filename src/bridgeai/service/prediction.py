@@ -6,6 +6,7 @@ whichever path served it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 
 from bridgeai.service import models
-from bridgeai.service.errors import BatchTooLarge, ServiceError
+from bridgeai.service.errors import BatchTooLarge, LogUnavailable, ServiceError
 from bridgeai.service.state import ServiceState
 
 
@@ -42,6 +43,7 @@ async def predict(
     Raises:
         ServiceError: the model server is unreachable (503) or failed (502); the failed
             request is logged with that status before this raises.
+        LogUnavailable: ``durable`` mode and the rows cannot be stored durably (503).
     """
     request_id = state.request_ids.next()
     scope_state["request_id"] = request_id
@@ -50,11 +52,15 @@ async def predict(
         inference = await state.batcher.infer(houses)
     except ServiceError as exc:
         scope_state["model_version"] = state.model.model_version
-        state.log(request_id, houses, None, exc.status_code, state.model.model_version, started)
+        with contextlib.suppress(LogUnavailable):  # the client needs the model's error
+            await state.log(
+                request_id, houses, None, exc.status_code, state.model.model_version, started
+            )
         raise
     version = inference.model_version
     scope_state["model_version"] = version
-    state.log(request_id, houses, inference.prices, 200, version, started)
+    # In durable mode this returns once the rows are fsync'd: no 200 without a durable log.
+    await state.log(request_id, houses, inference.prices, 200, version, started)
     if batch:
         response: dict[str, Any] = {"predictions": inference.prices, "unit": models.UNIT}
         message = models.BATCH_MESSAGE

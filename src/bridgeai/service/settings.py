@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,17 +64,33 @@ class ServiceSettings(BaseSettings):
         "only requests that arrive together (adds no latency).",
     )
 
+    log_durability: Literal["durable", "async"] = Field(
+        "durable",
+        description="durable: answer /predict* only once the request's log rows are fsync'd "
+        "to the spool (group commit; nothing acknowledged is lost, even by SIGKILL). async: "
+        "answer at once and write the rows in the background (a SIGKILL or power loss loses "
+        "up to BRIDGEAI_LOG_FLUSH_INTERVAL of rows).",
+    )
+    log_commit_window: float = Field(
+        0.0,
+        ge=0,
+        le=0.1,
+        description="durable mode: seconds the group commit waits for more rows before its "
+        "fsync; 0 groups the rows that arrive while the previous fsync runs.",
+    )
     log_batch_size: int = Field(500, ge=1, description="Rows per database insert.")
     log_flush_interval: float = Field(
         0.1, gt=0, description="Longest wait in seconds before queued rows are written."
     )
     log_queue_limit: int = Field(
-        50_000, ge=1, description="Rows held in memory before they go to the disk spool."
+        50_000,
+        ge=1,
+        description="async mode: rows held in memory before they go to the disk spool.",
     )
     spool_dir: Path | None = Field(
         None,
-        description="Durable spool for log rows while the database is down; "
-        "default $BRIDGEAI_HOME/service/spool. One directory per service process.",
+        description="Root of the write-ahead spool; default $BRIDGEAI_HOME/service/spool. Each "
+        "process makes its own directory in it and adopts those of dead processes.",
     )
     db_connect_timeout: float = Field(3.0, gt=0, description="Seconds to connect to the DB.")
     db_retry_interval: float = Field(
@@ -110,5 +127,5 @@ class ServiceSettings(BaseSettings):
         return default_database_url()
 
     def resolved_spool_dir(self) -> Path:
-        """The spool directory (created on first use by the spool)."""
+        """The spool root (created on first use by the service)."""
         return self.spool_dir or home_dir("service", "spool", create=False)

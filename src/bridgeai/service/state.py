@@ -15,7 +15,6 @@ from bridgeai.service.log_writer import LogWriter
 from bridgeai.service.metrics import ServiceMetrics
 from bridgeai.service.model_client import ModelClient
 from bridgeai.service.settings import ServiceSettings
-from bridgeai.service.spool import Spool
 
 
 class RequestIds:
@@ -48,7 +47,7 @@ class ServiceState:
     metrics: ServiceMetrics
     request_ids: RequestIds
 
-    def log(
+    async def log(
         self,
         request_id: str,
         houses: Sequence[dict[str, Any]],
@@ -57,11 +56,18 @@ class ServiceState:
         model_version: str | None,
         started: float,
     ) -> None:
-        """Queue one log row per house (never blocks the request)."""
+        """Store one log row per house, as ``BRIDGEAI_LOG_DURABILITY`` promises.
+
+        ``durable``: returns once the rows are in the spool and fsync'd (group commit).
+        ``async``: only queues them in memory.
+
+        Raises:
+            LogUnavailable: ``durable`` mode and the spool cannot be written.
+        """
         latency_ms = (time.perf_counter() - started) * 1000.0
         now = datetime.now(UTC)
         name = self.settings.model_name
-        self.writer.submit(
+        await self.writer.log(
             [
                 {
                     **house,
@@ -91,7 +97,9 @@ def build_state(settings: ServiceSettings, metrics: ServiceMetrics) -> ServiceSt
     )
     writer = LogWriter(
         settings.resolved_database_url(),
-        Spool(settings.resolved_spool_dir()),
+        settings.resolved_spool_dir(),
+        durability=settings.log_durability,
+        commit_window=settings.log_commit_window,
         batch_size=settings.log_batch_size,
         flush_interval=settings.log_flush_interval,
         queue_limit=settings.log_queue_limit,

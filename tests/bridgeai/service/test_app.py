@@ -361,7 +361,7 @@ def test_database_stopped_mid_run_predictions_continue_rows_appear_after_restart
         try:
             during = asyncio.run(_fire(running.url, 200))
             assert [status for status, _ in during] == [200] * 200  # predictions continue
-            wait_for(lambda: running.state.writer.spool.depth == 200)
+            wait_for(lambda: running.state.writer.spool_depth == 200)
             with running.client() as http:
                 ready = http.get("/ready")
                 assert ready.status_code == 503 and ready.json()["database"]["ok"] is False
@@ -369,7 +369,7 @@ def test_database_stopped_mid_run_predictions_continue_rows_appear_after_restart
         finally:
             postgres_cluster.start()
         wait_for(lambda: count_rows(own_db) == 300, timeout=60)
-        wait_for(lambda: running.state.writer.spool.depth == 0)
+        wait_for(lambda: running.state.writer.spool_depth == 0)
     ids = {r["request_id"] for r in logged(own_db)}
     assert {b["request_id"] for _, b in first + during} == ids
 
@@ -418,13 +418,16 @@ def test_without_a_key_the_originals_open_contract_and_sqlite_by_default(
     from bridgeai.service import ServiceSettings
 
     settings = ServiceSettings(model_url=model_server.url, log_flush_interval=0.05)
+    assert settings.log_durability == "durable"
     with run_service(settings) as running, running.client() as http:
         response = http.post("/predict", json=HOUSE)
         assert response.status_code == 200
         assert "securitySchemes" not in http.get("/openapi.json").json()["components"]
+        spool = running.state.writer.spool.directory
+        assert spool.parent == bridgeai_home / "service" / "spool" and (spool / ".lock").exists()
     database = bridgeai_home / "service" / "predictions.db"
     assert count_rows(f"sqlite:///{database}") == 1
-    assert (bridgeai_home / "service" / "spool" / ".lock").exists()
+    assert not spool.exists()  # a clean stop with everything written leaves no spool behind
 
 
 def test_secrets_never_reach_the_logs(
@@ -434,13 +437,15 @@ def test_secrets_never_reach_the_logs(
     settings = service_settings(model_server.url, own_db, tmp_path / "spool", api_key=API_KEY)
     with run_service(settings) as running, running.client(headers=KEY) as http:
         http.post("/predict", json=HOUSE)
+        wait_for(lambda: count_rows(own_db) == 1)
         postgres_cluster.stop()  # the writer logs the outage, naming the database
         try:
             http.post("/predict", json=HOUSE)
-            wait_for(lambda: running.state.writer.spool.depth == 1)
+            writer = running.state.writer
+            wait_for(lambda: not writer.db_up and writer.spool_depth == 1)
         finally:
             postgres_cluster.start()
-        wait_for(lambda: running.state.writer.spool.depth == 0, timeout=60)
+        wait_for(lambda: running.state.writer.spool_depth == 0, timeout=60)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "unavailable" in text and "127.0.0.1" in text  # the outage was logged...
     assert "bridgeai-test" not in text and API_KEY not in text  # ...without its secrets

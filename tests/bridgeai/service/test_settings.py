@@ -46,3 +46,12 @@ def test_a_model_url_without_http_says_what_is_expected(url: str) -> None:
 def test_out_of_range_knobs_are_refused(field: str, value: float) -> None:
     with pytest.raises(ValidationError, match=field):
         ServiceSettings(**{field: value})
+
+
+def test_durable_is_the_default_and_async_is_a_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServiceSettings().log_durability == "durable"
+    monkeypatch.setenv("BRIDGEAI_LOG_DURABILITY", "async")
+    assert ServiceSettings().log_durability == "async"
+    monkeypatch.setenv("BRIDGEAI_LOG_DURABILITY", "sometimes")
+    with pytest.raises(ValidationError, match="log_durability"):
+        ServiceSettings()
