@@ -139,7 +139,8 @@ class Spool:
         Raises:
             SpoolLockedError: a live process holds it.
         """
-        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        # Read-only: an idle service holds no file open for writing (a volume can be remounted).
+        fd = os.open(self.directory / LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
