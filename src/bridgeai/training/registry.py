@@ -206,7 +206,6 @@ def register_and_gate(
     promoted, reason = decide(policy, metrics, champion_metrics, champion_version)
     reason += note
     given = alias if promoted else CHALLENGER
-    client.set_registered_model_alias(name, given, version.version)
 
     decision = GateDecision(
         version=str(version.version),
@@ -221,6 +220,10 @@ def register_and_gate(
     for key, value in decision_tags(decision, policy).items():
         client.set_model_version_tag(name, version.version, key, value)
     client.update_model_version(name, version.version, description=reason)
+    # The alias last: it is the commit point. If MLflow dies before it, the new version exists
+    # but nothing points at it (a retry or the next run decides again); no alias ever points at
+    # a version whose decision is not recorded.
+    client.set_registered_model_alias(name, given, version.version)
     return decision
 
 
