@@ -164,4 +164,5 @@ def test_registry_killed_mid_push_leaves_no_image_ref_without_its_digest(
         assert killable_registry.has_manifest(repository, ref.digest)
         assert killable_registry.has_manifest(repository, "1")
     finally:
-        image.remove(engine, [f"{killable_registry.host}/{repository}:{t}" for t in ("1", "latest")])
+        pushed = f"{killable_registry.host}/{repository}"
+        image.remove(engine, [f"{pushed}:1", f"{pushed}:latest"])

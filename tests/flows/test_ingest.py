@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import subprocess
+import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,13 @@ from prefect.client.schemas.filters import (
 
 import flows.ingest as ingest_flow
 from blocks import DataRepository, ObjectStorage
+from bridgeai import procs
 from bridgeai.data.versions import describe, list_data_versions, load_split
 from bridgeai.testing.synthetic import housing_frame
 from flows.ingest import data_ingestion
 from tests.support.http import serve_directory
 from tests.support.ingest import (
+    _GitCGIHandler,
     bare_remote,
     commit_count,
     expected_splits,
@@ -195,6 +199,7 @@ def test_invalid_csv_fails_naming_the_column_and_versions_nothing(
 # -- S3 down while pushing ----------------------------------------------------------------------
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.faults
 def test_s3_down_at_push_time_retries_then_fails_without_a_tag(
     tmp_path: Path,
     dedicated_s3,
@@ -229,6 +234,107 @@ def test_s3_down_at_push_time_retries_then_fails_without_a_tag(
     v2 = data_ingestion(source=str(synthetic_csvs["new"]), **blocks)
     assert v2.tag == "data-v1.1.0"
     assert tags(workdir)["data-previous"] == refs["data-v1.0.0"]
+
+
+# -- the git remote dies at the remote-commit step ----------------------------------------------
+class _DyingGitServer:
+    """A smart-HTTP git remote on a fixed loopback port that, while ``die_on_push`` is set,
+    dies when a push arrives: it reads the pack, updates nothing, drops the connection and
+    stops listening (later attempts get "connection refused"). ``start()`` brings it back."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = procs.free_port()
+        self.url = f"http://127.0.0.1:{self.port}/data.git"
+        self.credentials = f"bridgeai:tok-{secrets.token_urlsafe(12)}"
+        self.die_on_push = False
+        self.pushes_seen = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        outer = self
+
+        class Handler(_GitCGIHandler):
+            root = outer.root
+            credentials = outer.credentials
+            requests: list[tuple[str, int]] = []
+
+            def do_POST(self) -> None:
+                if outer.die_on_push and "git-receive-pack" in self.path:
+                    outer.pushes_seen += 1
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    threading.Thread(target=outer.stop, daemon=True).start()
+                    return
+                super().do_POST()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def dying_git_remote(tmp_path: Path) -> Iterator[_DyingGitServer]:
+    root = tmp_path / "git-server"
+    root.mkdir()
+    bare_remote(root / "data.git")
+    subprocess.run(["git", "config", "http.receivepack", "true"], cwd=root / "data.git", check=True)
+    server = _DyingGitServer(root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.faults
+def test_git_remote_down_at_the_commit_step_leaves_no_version_and_the_next_gets_its_number(
+    tmp_path: Path,
+    dying_git_remote: _DyingGitServer,
+    synthetic_csvs: dict[str, Path],
+    fast_retries: None,
+) -> None:
+    remote = dying_git_remote
+    username, token = remote.credentials.split(":")
+    storage_block, repository_block = _name("ingest-storage"), _name("ingest-http")
+    ObjectStorage(local_root=str(tmp_path / "storage")).save(storage_block)
+    workdir = tmp_path / "clone"
+    DataRepository(url=remote.url, username=username, token=token, workdir=str(workdir)).save(
+        repository_block
+    )
+    blocks = {"storage_block": storage_block, "repository_block": repository_block}
+    assert data_ingestion(source=str(synthetic_csvs["old"]), **blocks).tag == "data-v1.0.0"
+    bare = remote.root / "data.git"
+    remote_commits, remote_refs = commit_count(bare), tags(bare)
+    local_refs = tags(workdir)
+
+    remote.die_on_push = True
+    state = data_ingestion(source=str(synthetic_csvs["new"]), return_state=True, **blocks)
+    assert state.is_failed() and remote.pushes_seen == 1  # it died at the push, then was down
+    with pytest.raises(Exception, match=r"git push on http://127\.0\.0\.1:\d+/data\.git failed"):
+        state.result()
+    commit = _task_runs(state.state_details.flow_run_id)["commit-version"]
+    assert commit.run_count == 4  # the first attempt and three retries on "connection refused"
+    # Nothing anywhere: no tag, no commit on the remote; the clone rolled back and clean.
+    assert commit_count(bare) == remote_commits and tags(bare) == remote_refs
+    assert tags(workdir) == local_refs
+    assert git(workdir, "rev-parse", "HEAD") == local_refs["data-v1.0.0"]
+    assert git(workdir, "status", "--porcelain") == ""
+    assert files_containing(workdir, token) == [] and files_containing(bare, token) == []
+
+    remote.die_on_push = False
+    remote.start()  # back on the same port
+    v2 = data_ingestion(source=str(synthetic_csvs["new"]), **blocks)
+    assert v2.tag == "data-v1.1.0" and v2.created  # the next number, not a skipped one
+    assert tags(bare)["data-latest"] == v2.commit
+    assert tags(bare)["data-previous"] == remote_refs["data-v1.0.0"]
 
 
 # -- without ../shared: synthetic data, embedded mode -------------------------------------------
