@@ -7,6 +7,8 @@ with sample lines, in one :class:`ValidationError`, and nothing is versioned.
 
 from __future__ import annotations
 
+import codecs
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,27 +65,109 @@ class ValidationError(InvalidInput):
         )
 
 
+#: A source larger than this is refused before it is read (the same limit as a download).
+MAX_SOURCE_BYTES = 512 * 1024 * 1024
+#: Columns a header may have (the schema needs 13; extra columns are dropped by cleaning).
+MAX_COLUMNS = 1000
+#: The header line must end within this many bytes.
+MAX_HEADER_BYTES = 1024 * 1024
+
+
 def read_csv(path: Path, source: str | None = None) -> pl.DataFrame:
     """Read a CSV with every column as text (so validation sees the raw values).
 
-    Header names are stripped and lower-cased.
+    Header names are stripped and lower-cased. A UTF-8 byte-order mark and CRLF line ends are
+    read as the plain file. Before anything is parsed, the size and the header are checked with
+    bounded reads, so a huge file or a header of a million columns is refused without being
+    loaded into memory.
 
     Raises:
-        ValidationError: the file is empty or not a CSV.
+        ValidationError: the file is empty, too large, not UTF-8, not a CSV, its header is
+            too wide or names a column twice, or a row has more fields than the header.
     """
     shown = source or str(path)
+    _check_header(path, shown)
     try:
         frame = pl.read_csv(path, infer_schema=False)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        problem = ColumnProblem("(file)", f"not a readable CSV: {first}")
+        problem = _locate(path) or ColumnProblem("(file)", f"not a readable CSV: {first}")
         raise ValidationError(shown, [problem]) from None
     names = [c.strip().lower() for c in frame.columns]
+    return frame.rename(dict(zip(frame.columns, names, strict=True)))
+
+
+def _check_header(path: Path, shown: str) -> None:
+    """Size, encoding, width and duplicates of the header, from at most 1 MB of the file."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ValidationError(shown, [ColumnProblem("(file)", "is empty: no header, no rows")])
+    if size > MAX_SOURCE_BYTES:
+        problem = (
+            f"is {size / 2**20:,.0f} MB, larger than the {MAX_SOURCE_BYTES // 2**20} MB a "
+            "source may be"
+        )
+        raise ValidationError(shown, [ColumnProblem("(file)", problem)])
+    with open(path, "rb") as handle:
+        head = handle.read(MAX_HEADER_BYTES)
+    line, newline, _ = head.partition(b"\n")
+    if not newline and len(head) == MAX_HEADER_BYTES:
+        problem = (
+            f"has a header line longer than {MAX_HEADER_BYTES // 2**20} MB (at least "
+            f"{head.count(b',') + 1:,} columns; at most {MAX_COLUMNS:,} are read, the schema "
+            f"has {len(schema.COLUMNS)})"
+        )
+        raise ValidationError(shown, [ColumnProblem("(file)", problem)])
+    try:
+        text = line.decode("utf-8-sig").rstrip("\r")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(shown, [_not_utf8(1, line, exc)]) from None
+    names = [n.strip().lower() for n in next(csv.reader([text]), [])]
+    if len(names) > MAX_COLUMNS:
+        problem = (
+            f"has {len(names):,} columns in its header; at most {MAX_COLUMNS:,} are read "
+            f"(the schema has {len(schema.COLUMNS)})"
+        )
+        raise ValidationError(shown, [ColumnProblem("(file)", problem)])
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         problems = [ColumnProblem(n, "appears more than once in the header") for n in duplicates]
         raise ValidationError(shown, problems)
-    return frame.rename(dict(zip(frame.columns, names, strict=True)))
+
+
+def _locate(path: Path) -> ColumnProblem | None:
+    """The first line that is not UTF-8 or has more fields than the header (streamed)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as handle:
+        number = 1
+        # Bounded reads: a line of hundreds of megabytes is read in pieces, not at once.
+        for raw in iter(lambda: handle.readline(MAX_HEADER_BYTES), b""):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                return _not_utf8(number, raw, exc)
+            number += raw.endswith(b"\n")
+    csv.field_size_limit(MAX_SOURCE_BYTES)
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        width = len(next(reader, []))
+        for row in reader:
+            if len(row) > width:
+                return ColumnProblem(
+                    "(file)",
+                    f"line {reader.line_num} has {len(row)} fields but the header has {width} "
+                    "(a comma inside a value must be quoted)",
+                )
+    return None
+
+
+def _not_utf8(number: int, raw: bytes, exc: UnicodeDecodeError) -> ColumnProblem:
+    byte = raw[exc.start : exc.start + 1].hex()
+    return ColumnProblem(
+        "(file)",
+        f"is not UTF-8 text: line {number} has the byte 0x{byte} (Latin-1 or Windows-1252?); "
+        "save the file as UTF-8",
+    )
 
 
 def parse(raw: pl.DataFrame, source: str = "the source") -> pl.DataFrame:

@@ -207,7 +207,7 @@ def test_every_offending_column_is_listed_at_once(tmp_path: Path) -> None:
 def test_unreadable_and_empty_files_fail_validation(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    with pytest.raises(ValidationError, match="not a readable CSV"):
+    with pytest.raises(ValidationError, match="is empty: no header, no rows"):
         validation.read_csv(empty)
     header_only = tmp_path / "header.csv"
     header_only.write_text(",".join(schema.COLUMNS) + "\n")
