@@ -59,6 +59,7 @@ def main(
         raise SystemExit(2) from None
     import uvicorn
 
+    from bridgeai.service.protocol import deadline_protocol
     from bridgeai.serving.gc import tune_gc
 
     logging.basicConfig(
@@ -75,4 +76,6 @@ def main(
         lifespan="on",  # a failed start-up must stop the process, not run it without its pools
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         server_header=False,
+        # uvicorn bounds idle keep-alive connections only; these bound reading a request.
+        http=deadline_protocol(settings.header_timeout, settings.read_timeout),
     )

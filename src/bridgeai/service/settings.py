@@ -100,6 +100,18 @@ class ServiceSettings(BaseSettings):
         30.0, gt=0, description="Seconds a clean shutdown may spend flushing log rows."
     )
     ready_timeout: float = Field(2.0, gt=0, description="Seconds each /ready check may take.")
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client may take to send a request's headers (from connecting, "
+        "or from the request's first byte); later: 408 and the connection closed.",
+    )
+    read_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client may take to send a request's body after its headers; "
+        "later: 408 and the connection closed.",
+    )
 
     fast_lane: bool = Field(
         True,
