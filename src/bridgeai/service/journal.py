@@ -85,6 +85,7 @@ class Journal:
         self._lock = threading.Lock()
         self._memory: list[dict[str, Any]] = []
         self._open: SegmentFile | None = None
+        self._open_rows: list[dict[str, Any]] = []
         self._sealed: deque[Batch] = deque()
         self._disk_rows = 0
         # Group commit.
@@ -183,12 +184,12 @@ class Journal:
 
     def _commit_group(self, group: list[tuple[Sequence[dict[str, Any]], _Waiter]]) -> None:
         dumps = orjson.dumps
-        data = b"".join(dumps(row) + b"\n" for rows, _ in group for row in rows)
-        count = sum(len(rows) for rows, _ in group)
+        rows = [row for part, _ in group for row in part]
+        data = b"".join([dumps(row) + b"\n" for row in rows])
         error: BaseException | None = None
         try:
             with self._lock:
-                self._append(data, count)
+                self._append(data, rows)
         except OSError as exc:
             error = self._failed(exc)
         else:
@@ -223,13 +224,19 @@ class Journal:
         return segment.count if segment is not None else 0
 
     # -- disk ------------------------------------------------------------------------------
-    def _append(self, data: bytes, count: int) -> None:
-        """Append whole records to the open segment (caller holds ``_lock``)."""
+    def _append(self, data: bytes, rows: list[dict[str, Any]]) -> None:
+        """Append whole records to the open segment (caller holds ``_lock``).
+
+        The rows are also kept in memory, so the writer need not read back what it just wrote
+        (:meth:`trim` drops those copies when too many wait for the database).
+        """
         if self._open is None:
             self._open = self.spool.new_segment()
-        self._open.append(data, count)
-        self._disk_rows += count
-        self.rows_spooled += count
+            self._open_rows = []
+        self._open.append(data, len(rows))
+        self._open_rows.extend(rows)
+        self._disk_rows += len(rows)
+        self.rows_spooled += len(rows)
         if self._open.size >= self.segment_bytes:
             self._seal_open()
 
@@ -239,10 +246,24 @@ class Journal:
             return
         segment.close()
         self._open = None
+        rows, self._open_rows = self._open_rows, []
         if segment.count:
-            self._sealed.append(Batch(segment.count, path=segment.path, spool=self.spool))
+            self._sealed.append(
+                Batch(segment.count, rows=rows, path=segment.path, spool=self.spool)
+            )
         else:
             self.spool.remove(segment.path)
+
+    def trim(self, limit: int) -> None:
+        """Drop in-memory copies of on-disk batches beyond ``limit`` rows (oldest first)."""
+        with self._lock:
+            cached = [b for b in self._sealed if b.path is not None and b.rows is not None]
+            total = sum(b.count for b in cached)
+            for batch in cached:
+                if total <= limit:
+                    return
+                batch.rows = None  # read back from its segment when the writer gets to it
+                total -= batch.count
 
     def probe(self) -> bool:
         """Try a small durable write when the last one failed; True when the spool is writable."""
@@ -338,7 +359,7 @@ class Journal:
             for batch in [b for b in self._sealed if b.path is None and b.rows is not None]:
                 rows = batch.rows
                 assert rows is not None
-                self._append(b"".join(orjson.dumps(row) + b"\n" for row in rows), len(rows))
+                self._append(b"".join([orjson.dumps(row) + b"\n" for row in rows]), rows)
                 self._sealed.remove(batch)
                 spilled += len(rows)
             return spilled

@@ -281,6 +281,7 @@ class LogWriter:
             if not self.durable and (not self.db_up or journal.memory_depth > self.queue_limit):
                 # Nothing in memory is durable: put the backlog on disk.
                 journal.spill()
+            journal.trim(self.queue_limit)  # a long outage's backlog waits on disk, not in RAM
         except Exception:
             # A full disk in async mode, say: the rows stay where they are; try again.
             self._report_failure()

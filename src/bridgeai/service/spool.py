@@ -78,7 +78,8 @@ class SegmentFile:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            os.fsync(self._fd)
+            # fdatasync: the data and the size that reaches it (half an fsync's cost here).
+            _datasync(self._fd)
         except OSError:
             # Cut the file back to its last whole record: an unacknowledged partial record must
             # not be replayed, nor sit between acknowledged ones.
@@ -318,6 +319,9 @@ def _host() -> str:
 
 def _why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
+
+
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def _fsync_directory(directory: Path) -> None:
