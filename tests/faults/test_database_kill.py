@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.faults.support import Load, logged_keys, missing_answers
 from tests.support.service import wait_for
@@ -28,11 +29,14 @@ def _kill_postmaster(cluster) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("durability", ["durable", "async"])
 def test_postgres_sigkill_under_load_service_answers_and_rows_arrive(
-    fault_model_server, own_postgres, service_factory, tmp_path: Path
+    fault_model_server, own_postgres, service_factory, tmp_path: Path, durability: str
 ) -> None:
     database = own_postgres.create_database()
-    service = service_factory(fault_model_server.url, database, tmp_path / "spool")
+    service = service_factory(
+        fault_model_server.url, database, tmp_path / "spool", BRIDGEAI_LOG_DURABILITY=durability
+    )
     service.start()
     with Load(service.url, concurrency=16) as load:
         load.wait_for_answers(200)

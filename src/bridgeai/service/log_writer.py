@@ -261,8 +261,12 @@ class LogWriter:
 
     # -- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
+        self._cycle()  # at once: a dead process's spool is replayed before /ready says yes
         while not self._stopping.is_set():
-            self._wake.wait(self.flush_interval)
+            # While adopted rows wait (the database was down), retry at the probe's pace.
+            pending = self.journal.adopted_rows()
+            self._wake.wait(min(self.flush_interval, self.retry_interval) if pending else
+                            self.flush_interval)  # fmt: skip
             self._wake.clear()
             self._cycle()
         self._cycle()

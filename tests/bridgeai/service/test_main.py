@@ -84,3 +84,49 @@ def test_configuration_errors_exit_2_with_a_message_not_a_traceback(
     )
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_two_services_on_one_spool_root_each_get_their_own_and_adopt_the_dead(
+    model_server, tmp_path: Path
+) -> None:
+    """The default spool root is shared by every process of a BRIDGEAI_HOME: none clashes, and
+    the spool of one killed with rows in it is replayed by the next to start."""
+    database = f"sqlite:///{tmp_path / 'log.db'}"
+    env = {
+        "BRIDGEAI_MODEL_URL": model_server.url,
+        "BRIDGEAI_DATABASE_URL": database,
+        "BRIDGEAI_LOG_FLUSH_INTERVAL": "3600",  # rows stay in the spool until shutdown
+        "BRIDGEAI_LOG_BATCH_SIZE": "100000",
+        "BRIDGEAI_HOME": str(tmp_path / "home"),
+    }
+    ports = [procs.free_port(), procs.free_port()]
+    processes = [_serve(port, env, tmp_path / f"s{port}.log") for port in ports]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            procs.wait_until(
+                lambda p=port: procs.http_ok(f"http://127.0.0.1:{p}/ready"),
+                timeout=120, service="bridgeai serve", process=process,
+            )  # fmt: skip
+        root = tmp_path / "home" / "service" / "spool"
+        assert len([d for d in root.iterdir() if d.is_dir()]) == 2  # one each, no clash
+        with httpx.Client(timeout=30) as http:
+            answered = [
+                http.post(f"http://127.0.0.1:{ports[0]}/predict", json=schema.EXAMPLE_HOUSE).json()[
+                    "request_id"
+                ]
+                for _ in range(5)
+            ]
+        os.kill(processes[0].pid, signal.SIGKILL)
+        processes[0].wait(30)
+        assert count_rows(database) == 0  # nothing reached the database before the kill
+        third = procs.free_port()
+        processes.append(_serve(third, env, tmp_path / "third.log"))
+        procs.wait_until(
+            lambda: procs.http_ok(f"http://127.0.0.1:{third}/ready"),
+            timeout=120, service="bridgeai serve", process=processes[-1],
+        )  # fmt: skip
+        assert sorted(r["request_id"] for r in logged(database)) == sorted(answered)
+        assert len([d for d in root.iterdir() if d.is_dir()]) == 2  # the dead one's is gone
+    finally:
+        for process in processes:
+            procs.stop_process(process.pid)
