@@ -264,9 +264,10 @@ class LogWriter:
         self._cycle()  # at once: a dead process's spool is replayed before /ready says yes
         while not self._stopping.is_set():
             # While adopted rows wait (the database was down), retry at the probe's pace.
-            pending = self.journal.adopted_rows()
-            self._wake.wait(min(self.flush_interval, self.retry_interval) if pending else
-                            self.flush_interval)  # fmt: skip
+            interval = self.flush_interval
+            if self.journal.adopted_rows():
+                interval = min(interval, self.retry_interval)
+            self._wake.wait(interval)
             self._wake.clear()
             self._cycle()
         self._cycle()
