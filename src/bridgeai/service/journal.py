@@ -131,6 +131,8 @@ class Journal:
     @property
     def memory_depth(self) -> int:
         """Rows only in memory (``async`` mode), waiting for the writer."""
+        if self.durable:
+            return 0  # and no lock: the committer holds it through each fsync
         with self._lock:
             sealed = sum(b.count for b in self._sealed if b.path is None)
             return len(self._memory) + sealed
