@@ -217,9 +217,9 @@ async def test_new_image_is_a_patch_and_waits_for_its_rollout(kmock) -> None:
     assert "annotations" not in sent["metadata"]
     stored = _isvc(kmock)
     assert stored["spec"]["predictor"]["containers"][0]["image"] == GOOD2
-    # It waited for the new generation: the controller had reconciled generation 2 when we left.
+    # It waited for the new generation: the controller (which stops with the block above, after
+    # a 0.4 s reconcile delay) had reconciled generation 2 when the deploy returned.
     assert stored["status"]["observedGeneration"] == 2
-    assert outcome.seconds >= 0.4
 
 
 @pytest.mark.asyncio
