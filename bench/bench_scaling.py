@@ -142,7 +142,29 @@ def insert_capacity(rows: int) -> tuple[list[dict[str, Any]], list[str]]:
                 _metric(f"prediction_logs insert, {label}", rate, "rows/s"),
                 _metric(f"PostgreSQL CPU per 1k rows, {label}", pg_cpu * 1e6 / stored, "ms"),
             ]
+        with engine.connect() as connection:
+            size = connection.execute(
+                text(
+                    "SELECT pg_total_relation_size('prediction_logs'), count(*) "
+                    "FROM prediction_logs"
+                )
+            ).one()
+        per_row = size[0] / size[1]
+        print(f"  table + indexes: {size[0] / 1e6:,.0f} MB for {size[1]:,} rows = "
+              f"{per_row:,.0f} bytes/row", flush=True)  # fmt: skip
+        results.append(_metric("prediction_logs bytes per row (table + indexes)", per_row, "B"))
         engine.dispose()
+        # What drift's production window costs to read back: every row inserted above.
+        started = time.perf_counter()
+        window = prediction_log.read_window(
+            pg.url, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+        )
+        elapsed = time.perf_counter() - started
+        print(f"  read_window: {window.height:,} rows in {elapsed:.2f} s", flush=True)
+        results.append(
+            _metric(f"read_window (drift's production window), {window.height:,} rows",
+                    window.height / elapsed, "rows/s")
+        )  # fmt: skip
     finally:
         pg.stop()
         pg.destroy()
