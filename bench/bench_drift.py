@@ -15,7 +15,7 @@ side runs in its own fresh Python process, which reads the same Parquet files, s
 evidently`` and loading count on both sides, and peak memory is that process's ``ru_maxrss``.
 "BridgeAI" is what the flow does between loading and uploading: every-row statistics
 (:func:`bridgeai.drift.analysis.analyse`) plus the Evidently HTML from a 20,000-row sample
-(:func:`bridgeai.drift.analysis.render_report`). "Evidently" is ``Report.run`` + the HTML on
+(:func:`bridgeai.drift.report.render_report`). "Evidently" is ``Report.run`` + the HTML on
 all rows.
 
     uv run python bench/bench_drift.py [--rows 1000000] [--scenarios small-ref,large-ref]
@@ -53,34 +53,34 @@ def worker(side: str, reference_path: str, current_path: str, out: str) -> None:
     started = time.perf_counter()
     import polars as pl
 
-    from bridgeai.drift import analysis as drift
+    from bridgeai.drift import analysis, report, result
 
     reference = pl.read_parquet(reference_path)
     current = pl.read_parquet(current_path)
     loaded = time.perf_counter()
-    specs = drift.column_specs(target=True)
+    specs = result.column_specs(target=True)
     figures: dict[str, float] = {"load_s": loaded - started}
     if side == "bridgeai":
-        result = drift.analyse(
+        outcome = analysis.analyse(
             reference, current, specs, reference_name="reference", current_name="current"
         )
         stats_done = time.perf_counter()
-        report = drift.render_report(reference, current, result, specs)
+        rendered = report.render_report(reference, current, outcome, specs)
         figures["stats_s"] = stats_done - loaded
         figures["report_s"] = time.perf_counter() - stats_done
-        figures["html_mb"] = len(report.html) / 1e6
+        figures["html_mb"] = len(rendered.html) / 1e6
         verdicts = {
             c.column: {"method": c.method_label, "score": c.score, "drifted": c.drifted}
-            for c in result.columns
+            for c in outcome.columns
         }
     else:
-        run = drift.evidently_run(reference, current, specs)
+        run = report.evidently_run(reference, current, specs)
         ran = time.perf_counter()
         html = run.get_html_str(as_iframe=False)
         figures["run_s"] = ran - loaded
         figures["report_s"] = time.perf_counter() - ran
         figures["html_mb"] = len(html) / 1e6
-        verdicts = drift.evidently_verdicts(run)
+        verdicts = report.evidently_verdicts(run)
     figures["total_s"] = time.perf_counter() - started
     figures["peak_rss_mb"] = _peak_rss_mb()
     Path(out).write_text(json.dumps({"figures": figures, "verdicts": verdicts}))
