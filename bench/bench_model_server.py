@@ -241,6 +241,12 @@ def timed_batches(
     return times, floors, payload, answer_headers
 
 
+def paired_ratio(times: list[float], floors: list[float]) -> float:
+    """Median of request / floor over pairs measured back to back: the machine's load drifts
+    between pairs far more than within one."""
+    return statistics.median(t / f for t, f in zip(times, floors, strict=True))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="Measured seconds per run.")
@@ -343,7 +349,10 @@ def main() -> int:
             ours.port, path, v2_batch, args.batch_repeats, floor_once
         )
         np.testing.assert_allclose(v2.prices_from(orjson.loads(payload)), expected_prices, 1e-9)
-        row["batch_s"], row["batch_runs_s"] = statistics.median(times), times
+        row["batch_s"], row["batch_runs_s"], row["floor_runs_s"] = (
+            statistics.median(times), times, floors,
+        )  # fmt: skip
+        row["batch_ratio"] = paired_ratio(times, floors)
         all_floors = list(floors)
         try:
             post_timed(ours.port, path, one_binary, one_headers)
@@ -357,6 +366,8 @@ def main() -> int:
             )
             np.testing.assert_allclose(binary_prices(payload, headers), expected_prices, 1e-9)
             row["binary_batch_s"], row["binary_batch_runs_s"] = statistics.median(times), times
+            row["binary_floor_runs_s"] = floors
+            row["binary_batch_ratio"] = paired_ratio(times, floors)
             all_floors += floors
         results["floor_s"] = statistics.median(all_floors)
         results["floor_runs_s"] = all_floors
@@ -582,25 +593,32 @@ def report(results: dict[str, Any], args: argparse.Namespace, work: Path) -> int
     threads = results["threads"]
     rows.append(_metric(f"in-process floor: LightGBM predict, 100k rows, {threads} thread(s)",
                         floor * 1000, "ms"))  # fmt: skip
-    json_ratio = ours["batch_s"] / floor
-    slowest_ok = all(ours["batch_s"] < a["batch_s"] for a in anchors.values())
+    json_ratio = ours["batch_ratio"]
+    # Compared as time / the floor measured just before it, so load drifting between one
+    # server's turn and the next does not decide the comparison.
+    anchor_ratios = {
+        k: paired_ratio(a["batch_runs_s"], a["floor_runs_s"]) for k, a in anchors.items()
+    }
+    slowest_ok = all(ours["batch_ratio"] < r for r in anchor_ratios.values())
     rows += [
         _metric("bridgeai: 100k-row request, JSON (median)", ours["batch_s"] * 1000, "ms"),
-        _metric("bridgeai: 100k-row JSON / floor", json_ratio, "x", "<= 1.25",
+        _metric("bridgeai: 100k-row JSON / floor (median of back-to-back pairs)", json_ratio,
+                "x", "<= 1.25",
                 json_ratio <= TARGET_JSON),
-        _metric("bridgeai: 100k-row JSON faster than every anchor", float(slowest_ok), "bool",
-                "1", slowest_ok),
+        _metric("bridgeai: 100k-row JSON faster than every anchor (by / floor)",
+                float(slowest_ok), "bool", "1", slowest_ok),
     ]  # fmt: skip
     if "binary_batch_s" in ours:
-        binary_ratio = ours["binary_batch_s"] / floor
-        faster = all(ours["binary_batch_s"] < a["batch_s"] for a in anchors.values())
+        binary_ratio = ours["binary_batch_ratio"]
+        faster = all(ours["binary_batch_ratio"] < r for r in anchor_ratios.values())
         rows += [
             _metric("bridgeai: 100k-row request, binary tensors (median)",
                     ours["binary_batch_s"] * 1000, "ms"),
-            _metric("bridgeai: 100k-row binary / floor", binary_ratio, "x", "<= 1.10",
+            _metric("bridgeai: 100k-row binary / floor (median of back-to-back pairs)",
+                    binary_ratio, "x", "<= 1.10",
                     binary_ratio <= TARGET_BINARY),
-            _metric("bridgeai: 100k-row binary faster than every anchor", float(faster), "bool",
-                    "1", faster),
+            _metric("bridgeai: 100k-row binary faster than every anchor (by / floor)",
+                    float(faster), "bool", "1", faster),
         ]  # fmt: skip
     else:
         notes.append(f"binary tensor extension: {NOT_AVAILABLE}")
@@ -608,7 +626,11 @@ def report(results: dict[str, Any], args: argparse.Namespace, work: Path) -> int
         tag = key + (LESS_WORK if a["booster_only"] else "")
         rows += [
             _metric(f"{tag}: 100k-row request (median)", a["batch_s"] * 1000, "ms"),
-            _metric(f"{key}: 100k-row request / floor", a["batch_s"] / floor, "x"),
+            _metric(
+                f"{key}: 100k-row request / floor (median of back-to-back pairs)",
+                paired_ratio(a["batch_runs_s"], a["floor_runs_s"]),
+                "x",
+            ),
         ]
 
     # gRPC next to REST, one client
