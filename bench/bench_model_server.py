@@ -668,8 +668,8 @@ def report(results: dict[str, Any], args: argparse.Namespace, work: Path) -> int
         f"load: wrk (Debian 4.1), 1 thread, {args.connections} keep-alive connections, "
         f"{args.duration:.0f} s after a {args.warmup:.0f} s warm-up; 100k rows: http.client, "
         f"median of {args.batch_repeats} (ours) / {args.anchor_batch_repeats} (anchors), each "
-        "right after one in-process floor measurement; the floor is the median of those next "
-        "to our requests",
+        "right after one in-process floor measurement; ratios to the floor are medians of "
+        "those back-to-back pairs (the floor row: the median next to our requests)",
         "model: ridge baseline + LightGBM defaults (100 trees, 31 leaves) on 5,000 synthetic "
         "houses, log target; every server serves it from the same registry version or the same "
         "booster file; every answer to the 100k-row request is checked against the model",
