@@ -327,15 +327,23 @@ def test_create_pools_rejects_unknown_pools(tmp_path: Path) -> None:
 
 
 # -- autoscaling (docs/scaling.md) ----------------------------------------------------------------
-def test_prediction_service_hpa_scales_its_deployment_on_cpu_requests() -> None:
+def test_prediction_service_hpa_scales_its_workload_on_cpu_requests() -> None:
     (hpa,) = docs(KIND / "manifests" / "prediction-service-hpa.yaml")
-    deployment = next(
-        d for d in docs(KIND / "manifests" / "prediction-service.yaml") if d["kind"] == "Deployment"
-    )
+    (workload,) = [
+        d
+        for d in docs(KIND / "manifests" / "prediction-service.yaml")
+        if d["kind"] in ("Deployment", "StatefulSet")
+    ]
     assert hpa["apiVersion"] == "autoscaling/v2" and hpa["kind"] == "HorizontalPodAutoscaler"
     target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
-    assert hpa["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    # The same kind and name as the service's workload (a Deployment or a StatefulSet).
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        workload["apiVersion"],
+        workload["kind"],
+        workload["metadata"]["name"],
+    )
+    assert hpa["metadata"]["namespace"] == workload["metadata"]["namespace"]
+    deployment = workload
     # Today's behaviour by default: one replica.
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 1)
     (metric,) = hpa["spec"]["metrics"]
