@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import struct
 import subprocess
@@ -266,6 +267,9 @@ def main() -> int:
         help="LightGBM threads in every server and the floor.",
     )
     parser.add_argument("--quick", action="store_true", help="5 s runs, fewer repeats.")
+    parser.add_argument(
+        "--keep", action="store_true", help="Keep the work folder (server logs, wrk scripts)."
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup = 5.0, 1.0
@@ -428,7 +432,10 @@ def main() -> int:
             )
     finally:
         ours.stop()
-    return report(results, args, work)
+    code = report(results, args, work)
+    if not args.keep:  # a failed run raised above and keeps it, with the servers' logs
+        shutil.rmtree(work, ignore_errors=True)
+    return code
 
 
 def make_anchor(
@@ -686,7 +693,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, work: Path) -> int
     notes += [
         f"machine: {os.cpu_count()} CPUs shared with the load generator; load average "
         f"{load_avg[0]:.1f} at the end of the run (other processes lower every figure)",
-        f"logs: {work}",
+        f"logs: {work}" + ("" if args.keep else " (removed at the end; --keep keeps them)"),
     ]
     print()
     print(f"{'metric':<92} {'value':>11}  {'unit':<10} {'target':<8} ok")
