@@ -36,6 +36,8 @@ NUMERIC_DTYPES: Final[dict[str, np.dtype[Any]]] = {
     "FP32": np.dtype("<f4"),
 }
 _LENGTH = struct.Struct("<I")
+#: Stands for a ``parameters`` key that is absent (``null`` is present, and not an object).
+ABSENT: Final = object()
 _SEPARATOR = b"\x00\x00\x00"
 
 
@@ -57,10 +59,10 @@ def header_length(value: bytes, body_size: int) -> int:
 
 def binary_size(name: str, parameters: Any) -> int | None:
     """The input's ``binary_data_size``, or None when its data is in the JSON."""
-    if parameters is None:
+    if parameters is ABSENT:
         return None
     if not isinstance(parameters, dict):
-        raise ProtocolError(f"input {name!r}: 'parameters' must be an object")
+        raise ProtocolError(f"input {name!r}: 'parameters' must be an object, got {parameters!r}")
     if SIZE not in parameters:
         return None
     size = parameters[SIZE]
@@ -159,12 +161,14 @@ def _split_short(data: bytes, rows: int) -> list[bytes] | None:
 
 
 def _flag(where: str, parameters: Any, key: str) -> bool | None:
-    if parameters is None:
+    if parameters is ABSENT:
         return None
     if not isinstance(parameters, dict):
-        raise ProtocolError(f"{where}'parameters' must be an object")
-    value = parameters.get(key)
-    if value is not None and type(value) is not bool:
+        raise ProtocolError(f"{where}'parameters' must be an object, got {parameters!r}")
+    if key not in parameters:
+        return None
+    value = parameters[key]
+    if type(value) is not bool:
         raise ProtocolError(f"{where}parameters.{key} must be true or false, got {value!r}")
     return value
 
@@ -173,7 +177,7 @@ def output_wanted(parameters: Any, outputs: Any, output_name: str) -> bool:
     """Whether the answer goes back in binary: the output's ``binary_data`` wins over the
     request's ``binary_data_output``, as in Triton. Also checks the requested outputs' names."""
     wanted = bool(_flag("", parameters, "binary_data_output"))
-    if outputs is None:
+    if outputs is ABSENT:
         return wanted
     if not isinstance(outputs, list):
         raise ProtocolError("'outputs' must be a list of {'name': ...} objects")
@@ -183,7 +187,7 @@ def output_wanted(parameters: Any, outputs: Any, output_name: str) -> bool:
             raise ProtocolError(
                 f"unknown output {name!r}: this model has one output, {output_name!r}"
             )
-        flag = _flag(f"output {name!r}: ", output.get("parameters"), "binary_data")
+        flag = _flag(f"output {name!r}: ", output.get("parameters", ABSENT), "binary_data")
         if flag is not None:
             wanted = flag
     return wanted

@@ -35,6 +35,8 @@ from bridgeai import schema
 from bridgeai.model import REGISTERED_MODEL
 from bridgeai.serving import binary
 from bridgeai.serving.errors import ProtocolError as ProtocolError  # raised by this module
+from bridgeai.serving.numeric import INTEGER_RANGES as INTEGER_RANGES
+from bridgeai.serving.numeric import numeric_column as _numeric_column
 
 MODEL_NAME: Final = REGISTERED_MODEL
 SERVER_NAME: Final = "bridgeai-model-server"
@@ -224,7 +226,7 @@ def decode_request(body: bytes, json_length: int | None = None) -> DecodedReques
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         hint = ""
-        if json_length is None and not _is_utf8(body):
+        if json_length is None and b"\x00\x00\x00" in body:  # length prefixes of binary data
             hint = (
                 " (binary tensor data needs the Inference-Header-Content-Length header "
                 "giving the length of the JSON part)"
@@ -252,10 +254,14 @@ def decode_document(doc: Any, blob: memoryview | None = None) -> DecodedRequest:
             "'inputs' must be a non-empty list with one tensor per feature: "
             + ", ".join(schema.FEATURES)
         )
-    request_id = doc.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise ProtocolError("'id' must be a string")
-    binary_output = binary.output_wanted(doc.get("parameters"), doc.get("outputs"), OUTPUT_NAME)
+    request_id = doc.get("id", binary.ABSENT)
+    if request_id is binary.ABSENT:
+        request_id = None
+    elif not isinstance(request_id, str):
+        raise ProtocolError(f"'id' must be a string, got {request_id!r}")
+    absent = binary.ABSENT
+    outputs = doc.get("outputs", absent)
+    binary_output = binary.output_wanted(doc.get("parameters", absent), outputs, OUTPUT_NAME)
 
     columns: dict[str, list[Any] | np.ndarray] = {}
     datatypes: dict[str, str] = {}
@@ -276,7 +282,7 @@ def decode_document(doc: Any, blob: memoryview | None = None) -> DecodedRequest:
             )
         if name in columns:
             raise ProtocolError(f"input {name!r} is given more than once")
-        size = binary.binary_size(name, tensor.get("parameters"))
+        size = binary.binary_size(name, tensor.get("parameters", binary.ABSENT))
         if size is None:
             values, count, datatypes[name] = _decode_tensor(name, tensor)
         else:
@@ -317,14 +323,6 @@ def decode_document(doc: Any, blob: memoryview | None = None) -> DecodedRequest:
         datatypes=datatypes,
         binary_output=binary_output,
     )
-
-
-def _is_utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _decode_tensor(name: str, tensor: dict[str, Any]) -> tuple[list[Any], int, str]:
@@ -416,64 +414,6 @@ def _flatten_rows(name: str, data: list[Any]) -> list[Any]:
             )
         flat.append(row[0])
     return flat
-
-
-def _numeric_column(name: str, datatype: str, data: list[Any]) -> list[Any] | np.ndarray:
-    """Check one numeric column's values against its datatype; large ones become float64.
-
-    JSON numbers with no fractional part (``2``, ``2.0``) are integers, as JSON Schema says;
-    integer datatypes also need the value within their range. ``true`` is not a number.
-    """
-    integer = datatype in INTEGER_DATATYPES
-    if len(data) <= _SMALL:
-        # A few values: checking them in Python is cheaper than building an array; the model's
-        # encoder converts the list.
-        _check_values(name, datatype, data)
-        return data
-    try:
-        array = np.array(data)
-    except (ValueError, TypeError, OverflowError):
-        array = np.array([], dtype=object)  # ragged or odd input: checked one by one below
-    # numpy infers int64 (uint64 past its range) for whole numbers and float64 once any value
-    # has a decimal point; text, null, nested lists and mixed huge integers land in another
-    # kind. Booleans mixed with numbers do not (numpy reads true as 1): looked for separately.
-    kind = array.dtype.kind
-    if kind in "iuf" and array.ndim == 1 and len(array) == len(data):
-        if not integer:
-            if bool not in set(map(type, data)):
-                return array.astype(np.float64, copy=False)
-        else:
-            low, high = INTEGER_RANGES[datatype]
-            whole = kind in "iu" or bool(np.all(np.floor(array) == array))
-            in_range = whole and array.min() >= low and array.max() <= high
-            if in_range and bool not in set(map(type, data)):
-                return array.astype(np.float64, copy=False)
-    _check_values(name, datatype, data)  # raises, naming the first bad value
-    return np.asarray(data, dtype=np.float64)
-
-
-#: The values each integer datatype can hold.
-INTEGER_RANGES: Final = {"INT64": (-(2**63), 2**63 - 1), "INT32": (-(2**31), 2**31 - 1)}
-
-
-def _check_values(name: str, datatype: str, data: list[Any]) -> None:
-    bounds = INTEGER_RANGES.get(datatype)
-    for value in data:
-        kind = type(value)
-        if kind is not int and kind is not float:
-            wanted = "whole numbers" if bounds else "numbers"
-            raise ProtocolError(f"input {name!r}: {datatype} data must be {wanted}; got {value!r}")
-        if bounds is None:
-            continue
-        if kind is float and not value.is_integer():
-            raise ProtocolError(
-                f"input {name!r}: {datatype} data must be whole numbers; got {value!r}"
-            )
-        if not bounds[0] <= value <= bounds[1]:
-            raise ProtocolError(
-                f"input {name!r}: {value!r} is outside the {datatype} range "
-                f"[{bounds[0]}, {bounds[1]}]"
-            )
 
 
 def encode_response(

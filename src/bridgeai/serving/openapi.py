@@ -254,25 +254,27 @@ def document(model_name: str, model_version: str, server_version: str) -> dict[s
         ok = {"200": {"description": "OK", "content": _content(body)}}
         return {"get": {"summary": summary, "responses": {**ok, **_errors(*errors)}}}
 
-    infer = {
-        "post": {
-            "summary": "Predict house prices",
-            "requestBody": {"required": True, "content": _content("inference_request")},
-            "responses": {
-                "200": {
-                    "description": (
-                        "The prices, one per row, as JSON or (when asked for) as binary data "
-                        "after a JSON header whose length Inference-Header-Content-Length gives."
-                    ),
-                    "content": {
-                        **_content("inference_response"),
-                        "application/octet-stream": {"schema": {"type": "string"}},
+    def infer() -> dict[str, Any]:  # one per path: each path item gets its own parameters
+        return {
+            "post": {
+                "summary": "Predict house prices",
+                "requestBody": {"required": True, "content": _content("inference_request")},
+                "responses": {
+                    "200": {
+                        "description": (
+                            "The prices, one per row, as JSON or (when asked for) as binary data "
+                            "after a JSON header (its length in Inference-Header-Content-Length)."
+                        ),
+                        "content": {
+                            **_content("inference_response"),
+                            "application/octet-stream": {"schema": {"type": "string"}},
+                        },
                     },
+                    **_errors(400, 404, 413, 503),
                 },
-                **_errors(400, 404, 413, 503),
-            },
+            }
         }
-    }
+
     model = "/v2/models/{model_name}"
     versioned = model + "/versions/{model_version}"
     paths: dict[str, Any] = {
@@ -291,8 +293,8 @@ def document(model_name: str, model_version: str, server_version: str) -> dict[s
         versioned: get("Model metadata (a version)", "model_metadata", 404, 503),
         model + "/ready": get("Model readiness", "model_ready", 404, 503),
         versioned + "/ready": get("Model readiness (a version)", "model_ready", 404, 503),
-        model + "/infer": infer,
-        versioned + "/infer": infer,
+        model + "/infer": infer(),
+        versioned + "/infer": infer(),
     }
     for path, item in paths.items():
         parameters = [name, version] if "{model_version}" in path else [name] if "{" in path else []
