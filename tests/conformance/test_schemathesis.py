@@ -54,7 +54,10 @@ def _st(location: str, report: Path, *extra: str) -> subprocess.CompletedProcess
         str(report),
         *extra,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    report.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(  # in the report folder: st keeps its state in ./.schemathesis
+        command, capture_output=True, text=True, timeout=600, check=False, cwd=report
+    )
 
 
 def test_prediction_service_openapi_holds(service: RunningService, schemathesis_report: Path):

@@ -145,6 +145,9 @@ def worker_app() -> Any:
 
     settings = ModelServerSettings(workers=1)
     configure_logging(settings.log_level)
+    # uvicorn silenced its access logger before calling this factory; keep it so (ours is
+    # the batched access log).
+    logging.getLogger("uvicorn.access").propagate = False
     served = load_model(settings)
     app = create_app(settings, served)
     tune_gc()
