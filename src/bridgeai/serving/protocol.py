@@ -9,6 +9,7 @@ and never sends it) holds them, and the server's file descriptors, for ever. Her
 * its body within ``read_timeout`` seconds of the headers.
 
 Either way the client gets a 408 with an ``{"error": ...}`` body and the connection is closed.
+A request the HTTP parser refuses gets a 400 with the same kind of body (uvicorn's is text).
 The timers cost nothing on the hot path: the header timer is armed per connection and cancelled
 by the headers, the body timer only when a body did not arrive with its headers.
 """
@@ -67,6 +68,21 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel()
         super().on_message_complete()
 
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser refused: the same JSON error body as every other error."""
+        self._answer(400, "Bad Request", f"invalid HTTP request: {msg}")
+
+    def _answer(self, status: int, reason: str, message: str) -> None:
+        body = orjson.dumps({"error": message})
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n".encode()
+            + b"content-length: "
+            + str(len(body)).encode()
+            + b"\r\nconnection: close\r\n\r\n"
+            + body
+        )
+        self.transport.close()
+
     def _cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -88,9 +104,4 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             f"the request {part} did not arrive within {seconds:g}s "
             f"(BRIDGEAI_MODEL_SERVER_{setting})"
         )
-        body = orjson.dumps({"error": message})
-        self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
-        )
-        self.transport.close()
+        self._answer(408, "Request Timeout", message)
