@@ -8,6 +8,11 @@ to SQLite, with an API key so that schemathesis' authentication checks have some
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +21,7 @@ import pytest
 from bridgeai import procs
 from bridgeai.model.house_price import HousePriceModel
 from bridgeai.testing.models import tiny_model
+from tests.support.env import require
 from tests.support.model_server import ModelServerProcess, save_with_info
 from tests.support.service import API_KEY, RunningService, run_service, service_settings
 
@@ -70,3 +76,53 @@ def service(
 @pytest.fixture(scope="session")
 def schemathesis_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("schemathesis")
+
+
+#: KServe's Python SDK, installed from PyPI into its own virtualenv: it pins protobuf, grpcio,
+#: fastapi, kubernetes and more, so it cannot share the project's environment.
+KSERVE = "kserve==0.21.0"
+_VENVS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bridgeai" / "venvs"
+
+
+def _client_venv(requirement: str) -> Path | None:
+    """A virtualenv with ``requirement`` installed, made once and cached; None if it cannot be
+    made here (no package index)."""
+    root = _VENVS / requirement.replace("=", "-")
+    python = root / "bin" / "python"
+    stamp = root / ".installed"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # sessions sharing the cache make it once
+        if stamp.is_file():
+            return python
+        shutil.rmtree(root, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
+        result = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                requirement,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if result.returncode != 0:
+            sys.stderr.write(result.stderr[-3000:])
+            shutil.rmtree(root, ignore_errors=True)
+            return None
+        stamp.write_text(requirement + "\n")
+    return python
+
+
+@pytest.fixture(scope="session")
+def kserve_python() -> Path:
+    """The Python of a virtualenv with KServe's SDK (built from PyPI on first use)."""
+    python = _client_venv(KSERVE)
+    require(python is not None, f"a virtualenv with {KSERVE} from the package index")
+    assert python is not None
+    return python
