@@ -58,9 +58,8 @@ def header_length(value: bytes, body_size: int) -> int:
 
 
 def binary_size(name: str, parameters: Any) -> int | None:
-    """The input's ``binary_data_size``, or None when its data is in the JSON."""
-    if parameters is ABSENT:
-        return None
+    """The input's ``binary_data_size`` (its ``parameters`` given), or None when its data is in
+    the JSON."""
     if not isinstance(parameters, dict):
         raise ProtocolError(f"input {name!r}: 'parameters' must be an object, got {parameters!r}")
     if SIZE not in parameters:

@@ -10,8 +10,8 @@ and never sends it) holds them, and the server's file descriptors, for ever. Her
 
 Either way the client gets a 408 with an ``{"error": ...}`` body and the connection is closed.
 A request the HTTP parser refuses gets a 400 with the same kind of body (uvicorn's is text).
-The timers cost nothing on the hot path: the header timer is armed per connection and cancelled
-by the headers, the body timer only when a body did not arrive with its headers.
+One watchdog timer per connection checks the phase each request is in (headers, body, or with
+the app) and when it began, so a request costs two attribute writes and a clock read.
 """
 
 from __future__ import annotations
@@ -35,38 +35,45 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._body_pending = False
-        self._timer: asyncio.TimerHandle | None = self.loop.call_later(
-            self.header_timeout, self._too_slow, "headers", self.header_timeout
+        # One watchdog per connection; each request only notes its phase and when it began
+        # (a timer per request would cost more than the rest of this class together).
+        self._phase = "headers"
+        self._since = self.loop.time()
+        self._watchdog: asyncio.TimerHandle | None = self.loop.call_later(
+            self.header_timeout, self._check
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self._body_pending and self._timer is None and not self.transport.is_closing():
-            self._timer = self.loop.call_later(
-                self.read_timeout, self._too_slow, "body", self.read_timeout
-            )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._timer is None:  # the next request on a kept-alive connection
-            self._timer = self.loop.call_later(
-                self.header_timeout, self._too_slow, "headers", self.header_timeout
-            )
+        self._phase, self._since = "headers", self.loop.time()
 
     def on_headers_complete(self) -> None:
-        self._cancel()
-        self._body_pending = True
+        self._phase, self._since = "body", self.loop.time()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._body_pending = False
-        self._cancel()
+        self._phase = "app"  # the app has the request; idle keep-alive is uvicorn's to close
         super().on_message_complete()
+
+    def _check(self) -> None:
+        self._watchdog = None
+        if self.transport.is_closing():
+            return
+        limit = {"headers": self.header_timeout, "body": self.read_timeout}.get(self._phase)
+        wait = self.header_timeout
+        if limit is not None:
+            left = self._since + limit - self.loop.time()
+            if left <= 0:
+                self._too_slow(self._phase, limit)
+                return
+            wait = left
+        self._watchdog = self.loop.call_later(wait, self._check)
 
     def send_400_response(self, msg: str) -> None:
         """A request the HTTP parser refused: the same JSON error body as every other error."""
@@ -83,15 +90,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.close()
 
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _too_slow(self, part: str, seconds: float) -> None:
-        self._timer = None
-        if self.transport.is_closing():
-            return
         cycle: Any = self.cycle
         if cycle is not None and part == "body":
             if cycle.response_started:  # the app answered without waiting for the body
