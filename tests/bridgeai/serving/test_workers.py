@@ -31,8 +31,16 @@ HOUSE = dict(schema.EXAMPLE_HOUSE)
 def _workers(server: Any) -> list[psutil.Process]:
     """The supervisor's worker processes (its children that serve, not multiprocessing's
     resource tracker)."""
-    children = psutil.Process(server.pid).children()
-    return [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+    workers = []
+    for child in psutil.Process(server.pid).children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue  # killed, not yet reaped by the supervisor
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                workers.append(child)
+        except psutil.Error:  # gone while we looked
+            continue
+    return workers
 
 
 def test_two_workers_share_one_port_each_with_the_model(
