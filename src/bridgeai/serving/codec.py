@@ -346,7 +346,7 @@ def _decode_tensor(name: str, tensor: dict[str, Any]) -> tuple[list[Any], int, s
     datatype = tensor.get("datatype")
     # Inline for the hot path (12 tensors a request): the usual datatypes, else the full check.
     if datatype == "BYTES" if name in _CATEGORICAL else datatype in NUMERIC_DATATYPES:
-        return data, rows, datatype
+        return data, rows, datatype  # type: ignore[return-value]  # one of the str constants
     return data, rows, _check_datatype(name, datatype)
 
 
