@@ -88,13 +88,22 @@ def numeric(name: str, datatype: str, rows: int, raw: memoryview) -> np.ndarray:
     return values
 
 
-def strings(name: str, rows: int, raw: memoryview) -> list[bytes]:
-    """``rows`` length-prefixed ``BYTES`` elements, as ``bytes`` (checked to be UTF-8)."""
+def strings(name: str, rows: int, raw: memoryview) -> list[bytes] | np.ndarray:
+    """``rows`` length-prefixed ``BYTES`` elements, as ``bytes`` (checked to be UTF-8).
+
+    Categorical columns hold a few spellings many times over; :func:`_split_few` reads those
+    with numpy and returns an object array of the few ``bytes`` objects (what the model's
+    encoder looks up), anything else is parsed element by element.
+    """
     data = bytes(raw)
-    values = _split_short(data, rows)
-    if values is None:
+    few = _split_few(data, rows)
+    values: list[bytes] | np.ndarray
+    if few is None:
         values = _split(name, data, rows)
-    for value in set(values):  # few distinct spellings: checking each once is cheap
+        distinct: Any = set(values)
+    else:
+        values, distinct = few
+    for value in distinct:
         try:
             value.decode("utf-8")
         except UnicodeDecodeError:
@@ -102,6 +111,61 @@ def strings(name: str, rows: int, raw: memoryview) -> list[bytes]:
                 f"input {name!r}: BYTES element {value[:40]!r} is not valid UTF-8 text"
             ) from None
     return values
+
+
+#: More distinct spellings than this in one column: the element-by-element parse is as fast.
+_FEW = 32
+#: Values up to this many bytes are told apart by two 64-bit words.
+_WIDEST = 16
+#: ``_MASKS[n]`` keeps the low ``n`` bytes of a little-endian 64-bit word.
+_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(9)], dtype=np.uint64)
+
+
+def _split_few(data: bytes, rows: int) -> tuple[np.ndarray, list[bytes]] | None:
+    """The common case in numpy: elements of 1-16 bytes, few distinct, no run of NULs.
+
+    Such a buffer is ``L0 000000 v0 L1 000000 v1 ...``: the three-NUL separators are found at
+    once, and accepted only if every value's length is the length byte before it, which is
+    exactly the condition for the element-by-element parse to read the same values; the values
+    are then told apart by two 64-bit words each, one distinct spelling at a time.
+    Returns the values (an object array of the distinct ``bytes``) and the distinct values.
+    """
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if rows == 0 or len(buffer) < 5 * rows:
+        return None
+    zero = buffer == 0
+    triple = zero[:-2] & zero[1:-1] & zero[2:]
+    separators = np.flatnonzero(triple)
+    if len(separators) != rows or separators[0] != 1:
+        return None
+    lengths = buffer[separators - 1].astype(np.int64)
+    starts = separators + 3
+    ends = np.empty_like(starts)
+    ends[:-1] = separators[1:] - 1
+    ends[-1] = len(buffer)
+    if int(lengths.max()) > _WIDEST or not np.array_equal(ends - starts, lengths):
+        return None
+    # Each value as two 64-bit words (its first and next 8 bytes, NULs past its length) and
+    # its length: read from an unaligned view of the (padded) buffer at every byte offset.
+    padded = data + bytes(16)
+    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    first = words[starts] & _MASKS[np.minimum(lengths, 8)]
+    second = words[starts + 8] & _MASKS[np.clip(lengths - 8, 0, 8)]
+    codes = np.full(rows, -1, dtype=np.int64)
+    distinct: list[bytes] = []
+    while True:
+        at = int(np.argmax(codes < 0))
+        if codes[at] >= 0:
+            break
+        if len(distinct) == _FEW:
+            return None
+        same = (first == first[at]) & (second == second[at]) & (lengths == lengths[at])
+        codes[same] = len(distinct)
+        start = int(starts[at])
+        distinct.append(data[start : start + int(lengths[at])])
+    table = np.empty(len(distinct), dtype=object)
+    table[:] = distinct
+    return table[codes], distinct
 
 
 def _split(name: str, data: bytes, rows: int) -> list[bytes]:
@@ -128,34 +192,6 @@ def _split(name: str, data: bytes, rows: int) -> list[bytes]:
         raise ProtocolError(
             f"input {name!r}: {rows} BYTES element(s) take {offset} bytes but {SIZE} is {end}"
         )
-    return values
-
-
-def _split_short(data: bytes, rows: int) -> list[bytes] | None:
-    """The common case in C-speed steps: elements of 1-255 bytes, none holding three NULs.
-
-    Such a buffer is ``L0 000000 v0 L1 000000 v1 ... L(n-1) 000000 v(n-1)``; splitting it at
-    ``000000`` gives ``[L0, v0+L1, ..., v(n-2)+L(n-1), v(n-1)]``. The split is accepted only if
-    every piece's length agrees with the length byte before it, which is exactly the condition
-    for the general parse to read the same elements; otherwise the general parse runs.
-    """
-    pieces = data.split(_SEPARATOR)
-    if len(pieces) != rows + 1 or len(pieces[0]) != 1:
-        return None
-    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=rows + 1)
-    if rows > 1 and lengths[1:-1].min() < 2:  # an empty value or one ending in a NUL run
-        return None
-    # The length byte of element k is the last byte of piece k; piece k+1 holds its value (and,
-    # except for the last piece, the next length byte).
-    ends = np.cumsum(lengths[:-1]) + 3 * np.arange(rows) - 1
-    declared = np.frombuffer(data, dtype=np.uint8)[ends].astype(np.int64)
-    actual = lengths[1:].copy()
-    actual[:-1] -= 1
-    if not np.array_equal(declared, actual):
-        return None
-    cut = {piece: piece[:-1] for piece in set(pieces[1:-1])}
-    values = list(map(cut.__getitem__, pieces[1:-1]))
-    values.append(pieces[-1])
     return values
 
 

@@ -175,8 +175,12 @@ def test_the_server_lists_the_extension(http: httpx.Client) -> None:
         [b"x\x00\x00\x00y", b"no"],  # three NULs inside a value
         [b"\x00\x00\x00", b"\x00"],
         [b"semi-furnished"] * 1000,
+        [b"semi-furnishedXX", b"semi-furnishedXY", b"unfurnished", b"semi-furnishedXX"],
+        [b"yes\x00", b"yes", b"yes\x00\x00"],  # NUL-padded spellings stay distinct
+        [b"v%d" % i for i in range(40)],  # more spellings than the numpy path tells apart
+        [b"a" * 17, b"a" * 16],  # longer than two words
     ],
 )
 def test_bytes_elements_are_read_exactly_in_every_layout(values: list[bytes]) -> None:
     raw = bt.element_bytes("BYTES", values)
-    assert binary.strings("x", len(values), memoryview(raw)) == values
+    assert list(binary.strings("x", len(values), memoryview(raw))) == values
