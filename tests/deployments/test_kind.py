@@ -336,21 +336,27 @@ def test_prediction_service_hpa_scales_its_workload_on_cpu_requests() -> None:
     ]
     assert hpa["apiVersion"] == "autoscaling/v2" and hpa["kind"] == "HorizontalPodAutoscaler"
     target = hpa["spec"]["scaleTargetRef"]
-    # The same kind and name as the service's workload (a Deployment or a StatefulSet).
+    # The service's workload, a StatefulSet (one spool volume per replica), by kind and name.
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        "apps/v1",
+        "StatefulSet",
+        "prediction-service",
+    )
     assert (target["apiVersion"], target["kind"], target["name"]) == (
         workload["apiVersion"],
         workload["kind"],
         workload["metadata"]["name"],
     )
     assert hpa["metadata"]["namespace"] == workload["metadata"]["namespace"]
-    deployment = workload
+    # A scale-down keeps the removed replicas' spool volumes (their unflushed rows wait there).
+    assert workload["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
     # Today's behaviour by default: one replica.
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 1)
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
     assert metric["resource"]["target"]["type"] == "Utilization"
     # Utilisation is relative to the pods' requests: without one the HPA cannot compute it.
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["requests"]["cpu"]
 
 
