@@ -17,10 +17,14 @@ loads a Prefect block.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -268,17 +272,33 @@ def _download(client: Any, uri: str, info: ModelInfo, dest: str) -> str:
     from bridgeai.model.mlflow_client import fluent, tracking_uri_of
 
     tracking = tracking_uri_of(client)
-    if uri.startswith("runs:/"):
-        with fluent(tracking):
-            return str(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
-    location = str(client.get_model_version_download_uri(info.name, info.version)).rstrip("/")
-    return str(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{location}/artifacts/{ARTIFACT_KEY}",
-            dst_path=dest,
-            tracking_uri=tracking,
+    with _progress_bars_in_terminals_only():
+        if uri.startswith("runs:/"):
+            with fluent(tracking):
+                return str(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
+        location = str(client.get_model_version_download_uri(info.name, info.version))
+        return str(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{location.rstrip('/')}/artifacts/{ARTIFACT_KEY}",
+                dst_path=dest,
+                tracking_uri=tracking,
+            )
         )
-    )
+
+
+@contextlib.contextmanager
+def _progress_bars_in_terminals_only() -> Iterator[None]:
+    """MLflow's download progress bar, unless the user chose: off when stderr is not a terminal,
+    where every update of the bar is a line of its own in a log."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if key in os.environ or sys.stderr.isatty():
+        yield
+        return
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def load(uri: str, client: Any | None = None) -> tuple[HousePriceModel, ModelInfo]:

@@ -44,9 +44,16 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def _free_block(count: int, host: str, avoid: set[int], admin_last: bool) -> list[int]:
+def free_port_block(
+    count: int, host: str = procs.LOOPBACK, avoid: set[int] | None = None, admin_last: bool = False
+) -> list[int]:
     """``count`` consecutive free ports below the ephemeral range (their last one's admin gRPC
-    partner, +10000, free too when ``admin_last``); any free ports if that range is too small."""
+    partner, +10000, free too when ``admin_last``); any free ports if that range is too small.
+
+    Ports there are taken only by servers that ask for them, never by the client side of an
+    outgoing connection, so they stay free between this check and the server's bind.
+    """
+    avoid = avoid or set()
     extra = _ADMIN_GRPC_OFFSET if admin_last else 0
     high = _ephemeral_low() - count - extra
     if high - _BLOCK_LOW < 1000:
@@ -123,8 +130,8 @@ class SeaweedConfig:
         if not wanted:
             return
         taken = {p for p in (self.s3_port, self.admin_port, *self.internal_ports.values()) if p}
-        ports = _free_block(
-            len(wanted), self.host, avoid=taken, admin_last=wanted[-1] == "admin.port"
+        ports = free_port_block(
+            len(wanted), self.host, taken, admin_last=wanted[-1] == "admin.port"
         )
         for name, port in zip(wanted, ports, strict=True):
             if name == "admin.port":
@@ -244,7 +251,7 @@ def start(
                 config.command(),
                 log_file=log_file,
                 service="s3 (SeaweedFS)",
-                ready=lambda: s3_answers(config.endpoint_url),
+                ready=lambda: _all_bound(config) and s3_answers(config.endpoint_url),
                 timeout=timeout,
             )
         except procs.ServiceStartError:
@@ -262,6 +269,11 @@ def start(
             )
         config.reallocate(keep_endpoint)
     raise AssertionError("unreachable")
+
+
+def _all_bound(config: SeaweedConfig) -> bool:
+    """Every configured port is bound (the admin UI comes up a moment after S3)."""
+    return not any(procs.port_is_free(p, config.host) for p in config.all_ports().values())
 
 
 def _reallocatable(config: SeaweedConfig, busy: dict[str, int], keep_endpoint: bool) -> bool:
