@@ -17,14 +17,10 @@ loads a Prefect block.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import shutil
-import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -269,10 +265,14 @@ def _download(client: Any, uri: str, info: ModelInfo, dest: str) -> str:
     """
     import mlflow
 
-    from bridgeai.model.mlflow_client import fluent, tracking_uri_of
+    from bridgeai.model.mlflow_client import (
+        fluent,
+        progress_bars_in_terminals_only,
+        tracking_uri_of,
+    )
 
     tracking = tracking_uri_of(client)
-    with _progress_bars_in_terminals_only():
+    with progress_bars_in_terminals_only():
         if uri.startswith("runs:/"):
             with fluent(tracking):
                 return str(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
@@ -284,21 +284,6 @@ def _download(client: Any, uri: str, info: ModelInfo, dest: str) -> str:
                 tracking_uri=tracking,
             )
         )
-
-
-@contextlib.contextmanager
-def _progress_bars_in_terminals_only() -> Iterator[None]:
-    """MLflow's download progress bar, unless the user chose: off when stderr is not a terminal,
-    where every update of the bar is a line of its own in a log."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    if key in os.environ or sys.stderr.isatty():
-        yield
-        return
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        os.environ.pop(key, None)
 
 
 def load(uri: str, client: Any | None = None) -> tuple[HousePriceModel, ModelInfo]:
