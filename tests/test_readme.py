@@ -55,22 +55,23 @@ def test_the_readme_runs_as_written_on_a_fresh_clone(fresh_clone, tmp_path: Path
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_docs_examples_run_in_their_own_state_folder(fresh_clone, tmp_path: Path) -> None:
-    """Each page in its own shell and Python session (a reader opens a page, not the whole
-    folder), all in one state folder of their own, in the order of :data:`DOCS`; what a page
-    leaves running is stopped before the next (pages start servers on the same ports)."""
+    """The pages in the order of :data:`DOCS`, in one shell and one Python session (a reader
+    who works through them), in a state folder of their own; what a page leaves running is
+    stopped before the next (pages start servers on the same ports)."""
     env = {**fresh_clone.env, "BRIDGEAI_HOME": str(tmp_path / "docs-home")}
+    page = readme.Page(fresh_clone.path, env, tmp_path / "docs")
     ran = []
-    for name in DOCS:
-        page = readme.Page(fresh_clone.path, dict(env), tmp_path / name)
-        try:
-            list(page.run(_ACTIVATE, "setup"))
+    try:
+        list(page.run(_ACTIVATE, "setup"))
+        for name in DOCS:
             path = fresh_clone.path / "docs" / f"{name}.md"
             ran += list(page.run(readme.parse(path.read_text()), f"docs/{name}.md"))
-            list(page.run(_STOP, "cleanup"))
-        finally:
-            page.close()
-            print(f"docs/{name}.md blocks: {_timings(page)}")
+            list(page.run(_STOP, f"after docs/{name}.md"))
+    finally:
+        left = page.close()
+        print(f"docs blocks: {_timings(page)}")
     assert {r.block.lang for r in ran} >= {"python", "bash"}
+    assert not left, f"still running after the last `bridgeai down`: {left}"
 
 
 def test_every_docs_page_is_run_or_says_why_not() -> None:
