@@ -320,8 +320,11 @@ def recorded(kind: str, host: str, port: int) -> Iterator[RecordedProcess]:
         pid=os.getpid(), host=host, port=port, log_file="", started_at=time.time(), kind=kind
     )
     name = f"{PROCESSES_DIR}/{kind}-{me.pid}.json"
-    home_dir("serving", PROCESSES_DIR)
-    _write(me, name)
+    try:
+        home_dir("serving", PROCESSES_DIR)
+        _write(me, name)
+    except OSError:
+        pass  # a read-only home (a container): the server runs, `bridgeai down` cannot see it
     try:
         yield me
     finally:
