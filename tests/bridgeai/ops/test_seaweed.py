@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,8 +69,18 @@ def squatter() -> Iterator[socket.socket]:
 
 
 def _squat(sock: socket.socket, port: int) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT leftovers
-    sock.bind(("127.0.0.1", port))
+    """Listen on ``port``; right after a server stopped, its closing connections may hold the
+    port for a moment, so keep trying (a squatter is patient)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            sock.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     sock.listen()
 
 
