@@ -5,6 +5,11 @@ promoted. Whatever the run decided, ``--serve`` leaves the champion served by th
 and the prediction service, and prints URLs that answer. The other path, ``--serve`` after a run
 that stopped every server (``make demo``), is the README's: ``tests/test_readme.py`` runs
 ``make demo`` on a fresh clone and then ``bridgeai demo --serve``.
+
+Where there is a Docker engine and registry (CI always has them) they are passed through the
+documented variables, DOCKER_HOST, BRIDGEAI_BASE_IMAGE and BRIDGEAI_REGISTRY_*, so the first run's
+image stage really builds and pushes (the README's run, in a private network namespace, cannot
+reach the registry).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -19,6 +25,8 @@ from pathlib import Path
 import pytest
 
 from bridgeai import procs
+from tests.support.docker import docker_values
+from tests.support.env import IN_CI, require
 from tests.support.stack import BIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -56,6 +64,26 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return response.status, json.loads(response.read())
 
 
+def _check_image(stdout: str, docker: dict[str, str] | None, namespace: str) -> None:
+    """The promoting run's image line: skipped without an engine, else the pushed digest."""
+    image = _line(stdout, "  image")
+    if docker is None:
+        assert image == "no Docker engine: skipped", image
+        return
+    repository = f"{docker['BRIDGEAI_TEST_REGISTRY']}/{namespace}/bridgeai-mlops"
+    pushed = re.match(rf"{re.escape(repository)}@(sha256:[0-9a-f]{{64}})$", image)
+    assert pushed, image
+    # The digest is in the registry, under the model version's tag.
+    from bridgeai.deploy.digests import resolve_digest
+
+    found = resolve_digest(
+        f"{repository}:1",
+        username=docker["BRIDGEAI_TEST_REGISTRY_USER"],
+        password=docker["BRIDGEAI_TEST_REGISTRY_PASSWORD"],
+    )
+    assert found == f"{repository}@{pushed.group(1)}"
+
+
 def test_demo_serve_three_times_in_a_row_serves_the_champion(
     tmp_path: Path, shared_data: Path
 ) -> None:
@@ -69,6 +97,19 @@ def test_demo_serve_three_times_in_a_row_serves_the_champion(
         BRIDGEAI_DATA_SOURCE=str(shared_data / "HousingData.csv"),
         PREFECT_HOME=str(tmp_path / "prefect-home"),
     )
+    docker = docker_values()
+    if IN_CI:
+        require(docker is not None, "the CI Docker engine and registry (`.ci/docker.sh up`)")
+    namespace = f"demo-{secrets.token_hex(4)}"
+    if docker is not None:
+        env.update(
+            DOCKER_HOST=docker["DOCKER_HOST"],
+            BRIDGEAI_BASE_IMAGE=docker["BRIDGEAI_TEST_BASE_IMAGE"],
+            BRIDGEAI_REGISTRY_SERVER=docker["BRIDGEAI_TEST_REGISTRY"],
+            BRIDGEAI_REGISTRY_NAMESPACE=namespace,
+            BRIDGEAI_REGISTRY_USERNAME=docker["BRIDGEAI_TEST_REGISTRY_USER"],
+            BRIDGEAI_REGISTRY_PASSWORD=docker["BRIDGEAI_TEST_REGISTRY_PASSWORD"],
+        )
     ports: list[int] = []
     try:
         for version in ("1", "2", "3"):
@@ -76,6 +117,8 @@ def test_demo_serve_three_times_in_a_row_serves_the_champion(
             assert re.search(rf"^  model\s+version {version}: ", stdout, re.MULTILINE), stdout
             decision = "promoted to champion" if version == "1" else "not promoted"
             assert re.search(rf"^  promotion\s+{decision}", stdout, re.MULTILINE), stdout
+            if version == "1":
+                _check_image(stdout, docker, namespace)
             server = _line(stdout, "model server")
             assert re.match(
                 r"http://127\.0\.0\.1:\d+/v2/models/house_price_prediction_prod/infer\s+"
