@@ -26,6 +26,7 @@ DOCS = ("ingestion", "training", "model-server", "prediction-service", "drift")
 #: The pages that do not, and why.
 NOT_RUN = {
     "kind": "every example needs a Kubernetes cluster, a Docker engine or the internet",
+    "scaling": "its two examples configure autoscaling on a Kubernetes cluster (KServe, Kind)",
 }
 _ACTIVATE = readme.parse("```bash\nsource .venv/bin/activate\n```\n")
 _STOP = readme.parse("```bash\nbridgeai down\n```\n")

@@ -121,8 +121,10 @@ def serve_model(
     """Serve the model over the Open Inference Protocol v2 (as `python -m bridgeai.serving`)."""
     from bridgeai.deploy.local import recorded
     from bridgeai.serving.main import main
+    from bridgeai.serving.settings import ModelServerSettings
 
-    with recorded("model-server", host, port):  # so that `bridgeai down` finds it
+    listens_grpc = grpc_port if grpc_port is not None else ModelServerSettings().grpc_port
+    with recorded("model-server", host, port, listens_grpc):  # so that `bridgeai down` finds it
         main(model_uri=model_uri, host=host, port=port, workers=workers, grpc_port=grpc_port)
 
 

@@ -295,6 +295,11 @@ class RecordedProcess(_Recorded):
     """A ``bridgeai serve-model`` or ``bridgeai serve`` process that recorded itself."""
 
     kind: str = ""
+    grpc_port: int | None = None  # ``bridgeai serve-model --grpc-port``
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port] if self.grpc_port is None else [self.port, self.grpc_port]
 
     def alive(self) -> bool:
         # A record outlives a SIGKILLed process; its PID may since belong to something else.
@@ -310,14 +315,22 @@ def _is_bridgeai(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def recorded(kind: str, host: str, port: int) -> Iterator[RecordedProcess]:
+def recorded(
+    kind: str, host: str, port: int, grpc_port: int | None = None
+) -> Iterator[RecordedProcess]:
     """Record this process under ``$BRIDGEAI_HOME/serving/processes`` while it runs.
 
     ``bridgeai serve-model`` and ``bridgeai serve`` wrap themselves in it, so ``bridgeai down``
     stops servers started by hand as well as those the pipeline started.
     """
     me = RecordedProcess(
-        pid=os.getpid(), host=host, port=port, log_file="", started_at=time.time(), kind=kind
+        pid=os.getpid(),
+        host=host,
+        port=port,
+        log_file="",
+        started_at=time.time(),
+        kind=kind,
+        grpc_port=grpc_port,
     )
     name = f"{PROCESSES_DIR}/{kind}-{me.pid}.json"
     try:
@@ -353,13 +366,14 @@ def stop_all(echo: Callable[[str], None] = print) -> list[int]:
     freed: list[int] = []
     seen: set[int] = set()
 
-    def _stop(kind: str, pid: int, port: int) -> None:
+    def _stop(kind: str, pid: int, *ports: int) -> None:
         if pid in seen:
             return
         seen.add(pid)
         if procs.stop_process(pid, timeout=30):
-            echo(f"{kind}: stopped (pid {pid}; port {port})")
-            freed.append(port)
+            listed = ", ".join(map(str, ports))
+            echo(f"{kind}: stopped (pid {pid}; port{'s' if len(ports) > 1 else ''} {listed})")
+            freed.extend(ports)
 
     service, server = current_service(), current()
     if service is not None:
@@ -368,12 +382,12 @@ def stop_all(echo: Callable[[str], None] = print) -> list[int]:
     others = recorded_processes()
     for process in others:
         if process.kind == "prediction-service":
-            _stop(process.kind, process.pid, process.port)
+            _stop(process.kind, process.pid, *process.ports)
     if server is not None:
         _stop("model-server", server.pid, server.port)
     _forget(STATE_FILE)
     for process in others:
         if process.kind != "prediction-service":
-            _stop(process.kind, process.pid, process.port)
+            _stop(process.kind, process.pid, *process.ports)
     recorded_processes()  # forget the records of what was stopped
     return freed

@@ -231,3 +231,48 @@ def test_down_stops_servers_started_by_hand_and_lists_their_ports(bridgeai_home:
     finally:
         if by_hand.poll() is None:
             by_hand.kill()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_down_lists_the_grpc_port_of_a_serve_model_started_by_hand(
+    bridgeai_home: Path, tmp_path: Path
+) -> None:
+    from bridgeai.ops.stack import format_ports
+    from bridgeai.testing.models import tiny_model
+
+    model_dir = tmp_path / "model"
+    tiny_model().save(model_dir)
+    port, grpc_port = procs.free_port(), procs.free_port()
+    while grpc_port == port:
+        grpc_port = procs.free_port()
+    env = _bridgeai_env(bridgeai_home)
+    command = [str(BRIDGEAI), "serve-model", "--model-uri", str(model_dir), "--port", str(port)]
+    by_hand = subprocess.Popen(
+        [*command, "--grpc-port", str(grpc_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        procs.wait_until(
+            lambda: procs.http_ok(f"http://127.0.0.1:{port}/v2/health/ready"),
+            timeout=180,
+            service="bridgeai serve-model",
+            process=by_hand,
+        )
+        assert not procs.port_is_free(grpc_port), "the gRPC port is not listening"
+        down = subprocess.run(
+            [str(BRIDGEAI), "down"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert down.returncode == 0, down.stderr
+        lines = down.stdout.splitlines()
+        assert f"model-server: stopped (pid {by_hand.pid}; ports {port}, {grpc_port})" in lines
+        assert lines[-1] == f"ports freed: {format_ports([port, grpc_port])}"
+        by_hand.wait(timeout=30)
+        assert procs.port_is_free(port) and procs.port_is_free(grpc_port)
+    finally:
+        if by_hand.poll() is None:
+            by_hand.kill()
+            by_hand.wait()
