@@ -13,6 +13,7 @@ never meet another process on a shared machine.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -113,6 +114,34 @@ def test_a_changed_figure_in_the_readme_no_longer_matches(old: str, new: str) ->
     printed = quote.replace("file:///…/", "file:///tmp/x/")
     changed = quote.replace(old, new, 1)
     assert readme.mismatch(changed, printed) is not None
+
+
+def test_the_page_has_its_own_network_and_tmp_but_sees_its_folders(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.support.env import require
+
+    own, other = tmp_path / "page", tmp_path.parent / f"{tmp_path.name}-other"
+    own.mkdir()
+    other.mkdir()
+    (own / "mine").write_text("page")
+    inside = Path("/tmp") / f"readme-inside-{tmp_path.name}-{os.getpid()}"
+    namespace = readme.Namespace(own)
+    try:
+        require(namespace.mount, "unshare and mount (root) for the page's private network and /tmp")
+        seen = subprocess.run(
+            [*namespace.prefix(), "sh", "-c", f"cat {own}/mine; ls {other}; touch {inside}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert seen.stdout.startswith("page") and "No such file" in seen.stderr, seen
+        assert not inside.exists()
+        ports = subprocess.run(
+            [*namespace.prefix(), "ss", "-Htln"], capture_output=True, text=True, check=True
+        ).stdout
+        assert ports.strip() == "", ports  # nothing of the host's listens in its network
+    finally:
+        namespace.close()
+        other.rmdir()
 
 
 def test_a_failing_command_or_a_wrong_output_fails_the_page(tmp_path: Path) -> None:

@@ -168,22 +168,58 @@ def noise(output: str) -> list[str]:
 class Namespace:
     """A private network namespace (its own loopback), so the page's fixed ports (8000, 8080,
     4200, ...) are free however busy the machine is; without ``unshare`` (not root) commands
-    run in the host's network."""
+    run in the host's network.
 
-    def __init__(self) -> None:
+    It has a private ``/tmp`` too, in which only ``keep`` (the page's own folders) is the host's:
+    SeaweedFS names its Unix sockets after its ports (``/tmp/seaweedfs-filer-grpc-18334.sock``)
+    and talks to itself through them, so two pages on the same fixed ports, each in its own
+    network, would otherwise take over each other's sockets.
+    """
+
+    #: Run in the new namespaces before the holder sleeps: loopback up; ``/tmp`` a tmpfs with
+    #: ``$KEEP`` bound back into it (``cd`` first: ``.`` is still the host's folder after the
+    #: tmpfs hides it, and ``--no-canonicalize`` keeps mount from resolving it to the new one).
+    _SETUP = (
+        "ip link set lo up && "
+        'if [ -n "$KEEP" ]; then cd "$KEEP" && mount -t tmpfs -o mode=1777 readme-tmp /tmp && '
+        'mkdir -p "$KEEP" && mount --no-canonicalize --bind . "$KEEP" && cd / && '
+        "touch /tmp/.readme-ready; fi && exec sleep 86400"
+    )
+
+    def __init__(self, keep: Path | None = None) -> None:
         self.holder: subprocess.Popen[bytes] | None = None
+        self.mount = False
+        keep = keep.resolve() if keep is not None else None
+        if keep is not None and keep.is_relative_to("/tmp") and keep != Path("/tmp"):
+            self.holder = self._start(keep)
+            self.mount = self.holder is not None
+        if self.holder is None:  # no private /tmp possible: the network alone
+            self.holder = self._start(None)
+
+    def _start(self, keep: Path | None) -> subprocess.Popen[bytes] | None:
+        command = ["unshare", "--net", *(["--mount"] if keep else []), "sh", "-c", self._SETUP]
         try:
             holder = subprocess.Popen(
-                ["unshare", "--net", "sh", "-c", "ip link set lo up && exec sleep 86400"],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env={**os.environ, "KEEP": str(keep or "")},
             )
         except OSError:
-            return
-        time.sleep(0.5)
+            return None
+        ready = Path(f"/proc/{holder.pid}/root/tmp/.readme-ready")  # /tmp as the holder sees it
+        deadline = time.monotonic() + (10 if keep else 0.5)
+        while holder.poll() is None and time.monotonic() < deadline:
+            if keep and ready.exists():
+                break
+            time.sleep(0.1)
+        if holder.poll() is None and (not keep or ready.exists()):
+            return holder
         if holder.poll() is None:
-            self.holder = holder
+            holder.kill()
+        holder.wait()
+        return None
 
     @property
     def isolated(self) -> bool:
@@ -192,7 +228,7 @@ class Namespace:
     def prefix(self) -> list[str]:
         if self.holder is None:
             return []
-        return ["nsenter", "-t", str(self.holder.pid), "-n", "--"]
+        return ["nsenter", "-t", str(self.holder.pid), "-n", *(["-m"] if self.mount else []), "--"]
 
     def pids(self) -> list[int]:
         """Every process in the namespace except its holder (all of them started by the page)."""
@@ -239,7 +275,7 @@ class Page:
     root: Path
     env: dict[str, str]
     work: Path
-    namespace: Namespace = field(default_factory=Namespace)
+    namespace: Namespace | None = None
     results: list[Result] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     _python: subprocess.Popen[str] | None = None
@@ -249,6 +285,8 @@ class Page:
 
     def __post_init__(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
+        if self.namespace is None:
+            self.namespace = Namespace(Path(os.path.commonpath([self.root, self.work])))
         self._state = self.work / "shell-state.sh"
         self._state.write_text(_exports(self.env))
         self._cwd = self.work / "shell-cwd"
