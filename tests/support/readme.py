@@ -369,9 +369,12 @@ class Page:
         if self._python is None or env != self._python_env:
             self._stop_python()
             python = Path(env.get("VIRTUAL_ENV", self.root / ".venv")) / "bin" / "python"
+            cwd = self._cwd.read_text().strip()
+            # `cd` inside: entering the namespace's mounts starts in its holder's folder, `/`.
+            in_cwd = ["sh", "-c", 'cd "$0" && exec "$@"', cwd]
             self._python = subprocess.Popen(
-                [*self.namespace.prefix(), str(python), "-u", "-c", _DRIVER],
-                cwd=Path(self._cwd.read_text().strip()),
+                [*self.namespace.prefix(), *in_cwd, str(python), "-u", "-c", _DRIVER],
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
