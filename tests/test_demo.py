@@ -84,6 +84,20 @@ def _check_image(stdout: str, docker: dict[str, str] | None, namespace: str) -> 
     assert found == f"{repository}@{pushed.group(1)}"
 
 
+def _remove_images(docker: dict[str, str], namespace: str) -> None:
+    """The engine is shared: the image the first run built goes (the registry keeps its copy
+    under this run's own namespace)."""
+    import docker as docker_sdk
+
+    client = docker_sdk.DockerClient(base_url=docker["DOCKER_HOST"])
+    try:
+        repository = f"{docker['BRIDGEAI_TEST_REGISTRY']}/{namespace}/bridgeai-mlops"
+        for image in client.images.list(name=repository):
+            client.images.remove(image.id, force=True)
+    finally:
+        client.close()
+
+
 def test_demo_serve_three_times_in_a_row_serves_the_champion(
     tmp_path: Path, shared_data: Path
 ) -> None:
@@ -137,6 +151,8 @@ def test_demo_serve_three_times_in_a_row_serves_the_champion(
         down = subprocess.run(
             [str(BIN / "bridgeai"), "down"], env=env, capture_output=True, text=True, timeout=120
         )
+        if docker is not None:
+            _remove_images(docker, namespace)
     assert down.returncode == 0, down.stderr
     assert "prediction-service: stopped" in down.stdout and "model-server: stopped" in down.stdout
     assert not [p for p in set(ports) if not procs.port_is_free(p)], down.stdout
