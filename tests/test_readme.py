@@ -116,6 +116,18 @@ def test_a_changed_figure_in_the_readme_no_longer_matches(old: str, new: str) ->
     assert readme.mismatch(changed, printed) is not None
 
 
+def test_a_skipped_section_skips_its_blocks_up_to_the_next_heading_of_its_level() -> None:
+    page = (
+        "## Kind\n<!-- readme-test: skip-section (needs a Kind cluster) -->\n"
+        "```bash\nkind create cluster\n```\n### Sub\n```bash\nkubectl get pods\n```\n"
+        "## Next\n```bash\necho runs\n```\n"
+    )
+    actions = [(b.code.strip(), b.action) for b in readme.parse(page)]
+    assert actions == [
+        ("kind create cluster", "skip"), ("kubectl get pods", "skip"), ("echo runs", "run"),
+    ]  # fmt: skip
+
+
 def test_the_page_has_its_own_network_and_tmp_but_sees_its_folders(tmp_path: Path) -> None:
     import subprocess
 

@@ -14,6 +14,9 @@ fence steers the run:
 * ``<!-- readme-test: background, ready URL -->``: the block runs in the background (a server
   the page starts "in a second terminal") and the run goes on once ``URL`` answers.
 
+Anywhere in a section, ``<!-- readme-test: skip-section (why) -->`` skips every block from there
+to the next heading of the same or a higher level (a whole Kind or Docker section).
+
 Every block that runs must succeed, print no ``ERROR`` line and no progress-bar flood.
 """
 
@@ -70,12 +73,27 @@ class Block:
         return found.group(1)
 
 
+_HEADING = re.compile(r"^(#{1,6})\s")
+_SKIP_SECTION = re.compile(r"^\s*<!--\s*readme-test:\s*skip-section\b\s*(.*?)\s*-->\s*$")
+
+
 def parse(text: str) -> list[Block]:
-    """Every fenced block of a Markdown text, with the directive on the line before it."""
+    """Every fenced block of a Markdown text, with the directive on the line before it (or the
+    ``skip-section`` directive of the section it is in)."""
     blocks: list[Block] = []
     lines = text.splitlines()
+    level = 0  # the level of the current heading
+    skipping: tuple[int, str] | None = None  # (heading level, why) of a skip-section
     i = 0
     while i < len(lines):
+        heading = _HEADING.match(lines[i])
+        if heading:
+            level = len(heading.group(1))
+            if skipping is not None and level <= skipping[0]:
+                skipping = None
+        section = _SKIP_SECTION.match(lines[i])
+        if section:
+            skipping = (level or 1, section.group(1))
         opening = _FENCE.match(lines[i])
         if not opening:
             i += 1
@@ -89,13 +107,11 @@ def parse(text: str) -> list[Block]:
             i += 1
         previous = lines[start - 1] if start > 0 else ""
         directive = _DIRECTIVE.match(previous)
+        own = directive.group(1) if directive else ""
+        if skipping is not None:
+            own = f"skip (section: {skipping[1]})"
         blocks.append(
-            Block(
-                lang=lang.lower(),
-                code="\n".join(body) + "\n",
-                line=start + 1,
-                directive=directive.group(1) if directive else "",
-            )
+            Block(lang=lang.lower(), code="\n".join(body) + "\n", line=start + 1, directive=own)
         )
         i += 1
     return blocks
