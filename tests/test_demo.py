@@ -1,57 +1,115 @@
-"""`make demo` on a fresh clone: the whole pipeline in embedded mode, run twice.
+"""``bridgeai demo --serve``, three times in a row: the champion is served every time.
 
-This is the README's first command exactly as a new user runs it: a clean clone, `make demo`,
-nothing configured but the data source (the original's CSV from ../shared/data instead of the
-internet, which these machines cannot reach) and, where there is one (CI always has one), a Docker
-engine and registry through the documented variables: DOCKER_HOST, BRIDGEAI_BASE_IMAGE and
-BRIDGEAI_REGISTRY_*, so the image stage really builds and pushes.
+The first run promotes version 1; the next two register versions 2 and 3, which are not
+promoted. Whatever the run decided, ``--serve`` leaves the champion served by the model server
+and the prediction service, and prints URLs that answer. The other path, ``--serve`` after a run
+that stopped every server (``make demo``), is the README's: ``tests/test_readme.py`` runs
+``make demo`` on a fresh clone and then ``bridgeai demo --serve``.
+
+Where there is a Docker engine and registry (CI always has them) they are passed through the
+documented variables, DOCKER_HOST, BRIDGEAI_BASE_IMAGE and BRIDGEAI_REGISTRY_*, so the first run's
+image stage really builds and pushes (the README's run, in a private network namespace, cannot
+reach the registry).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import subprocess
-import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bridgeai import procs
 from tests.support.docker import docker_values
-from tests.support.env import IN_CI, REPO_ROOT, require
+from tests.support.env import IN_CI, require
+from tests.support.stack import BIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+HOUSE = {
+    "mainroad": "yes", "guestroom": "no", "basement": "yes", "hotwaterheating": "no",
+    "airconditioning": "yes", "prefarea": "no", "furnishingstatus": "furnished",
+    "area": 1200, "bedrooms": 3, "bathrooms": 2, "stories": 2, "parking": 1,
+}  # fmt: skip
 
-def _make_demo(clone: Path, env: dict[str, str]) -> str:
-    started = time.monotonic()
+
+def _demo(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
-        ["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=1500
-    )
+        [str(BIN / "bridgeai"), "demo", *args], env=env, capture_output=True, text=True,
+        timeout=1500,
+    )  # fmt: skip
     output = result.stdout + result.stderr
-    print(f"make demo took {time.monotonic() - started:.0f} s")
     assert result.returncode == 0, output[-6000:]
+    errors = [line for line in output.splitlines() if re.search(r"\bERROR\b", line)]
+    assert not errors, errors
     return result.stdout
 
 
-def _outcome(stdout: str, stage: str) -> str:
-    found = re.search(rf"^  {stage}\s+(.+)$", stdout, flags=re.MULTILINE)
-    assert found, f"no '{stage}' line in the demo's output:\n{stdout[-3000:]}"
-    return found.group(1)
+def _line(stdout: str, label: str) -> str:
+    found = re.search(rf"^{label}\s+(\S+)(.*)$", stdout, flags=re.MULTILINE)
+    assert found, f"no '{label}' line in:\n{stdout[-3000:]}"
+    return found.group(1) + found.group(2)
 
 
-def test_make_demo_on_a_fresh_clone_then_again(tmp_path: Path, shared_data: Path) -> None:
-    clone = tmp_path / "bridgeai"
-    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True)
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return response.status, json.loads(response.read())
+
+
+def _check_image(stdout: str, docker: dict[str, str] | None, namespace: str) -> None:
+    """The promoting run's image line: skipped without an engine, else the pushed digest."""
+    image = _line(stdout, "  image")
+    if docker is None:
+        assert image == "no Docker engine: skipped", image
+        return
+    repository = f"{docker['BRIDGEAI_TEST_REGISTRY']}/{namespace}/bridgeai-mlops"
+    pushed = re.match(rf"{re.escape(repository)}@(sha256:[0-9a-f]{{64}})$", image)
+    assert pushed, image
+    # The digest is in the registry, under the model version's tag.
+    from bridgeai.deploy.digests import resolve_digest
+
+    found = resolve_digest(
+        f"{repository}:1",
+        username=docker["BRIDGEAI_TEST_REGISTRY_USER"],
+        password=docker["BRIDGEAI_TEST_REGISTRY_PASSWORD"],
+    )
+    assert found == f"{repository}@{pushed.group(1)}"
+
+
+def _remove_images(docker: dict[str, str], namespace: str) -> None:
+    """The engine is shared: the image the first run built goes (the registry keeps its copy
+    under this run's own namespace)."""
+    import docker as docker_sdk
+
+    client = docker_sdk.DockerClient(base_url=docker["DOCKER_HOST"])
+    try:
+        repository = f"{docker['BRIDGEAI_TEST_REGISTRY']}/{namespace}/bridgeai-mlops"
+        for image in client.images.list(name=repository):
+            client.images.remove(image.id, force=True)
+    finally:
+        client.close()
+
+
+def test_demo_serve_three_times_in_a_row_serves_the_champion(
+    tmp_path: Path, shared_data: Path
+) -> None:
     env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PREFECT_", "BRIDGEAI_", "MLFLOW_", "VIRTUAL_ENV", "DOCKER_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_API", "BRIDGEAI_", "MLFLOW_", "DOCKER_"))
     }
     env.update(
+        BRIDGEAI_HOME=str(tmp_path / "home"),
         BRIDGEAI_DATA_SOURCE=str(shared_data / "HousingData.csv"),
-        PREFECT_HOME=str(tmp_path / "prefect-home"),  # the user's own profile stays untouched
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
     )
     docker = docker_values()
     if IN_CI:
@@ -66,48 +124,35 @@ def test_make_demo_on_a_fresh_clone_then_again(tmp_path: Path, shared_data: Path
             BRIDGEAI_REGISTRY_USERNAME=docker["BRIDGEAI_TEST_REGISTRY_USER"],
             BRIDGEAI_REGISTRY_PASSWORD=docker["BRIDGEAI_TEST_REGISTRY_PASSWORD"],
         )
-
-    first = _make_demo(clone, env)
-    assert re.match(r"data-v1\.0\.0 \(new version, 348/88/109 rows\)", _outcome(first, "data"))
-    model = _outcome(first, "model")
-    assert model.startswith("version 1: test R2 0.6"), model
-    r2, baseline = (float(x) for x in re.findall(r"R2 (-?[0-9.]+)", model))
-    assert r2 > baseline + 0.3
-    assert _outcome(first, "promotion").startswith("promoted to champion")
-    image = _outcome(first, "image")
-    if docker is None:
-        assert image == "no Docker engine: skipped"
-    else:
-        repository = f"{docker['BRIDGEAI_TEST_REGISTRY']}/{namespace}/bridgeai-mlops"
-        pushed = re.match(rf"{re.escape(repository)}@(sha256:[0-9a-f]{{64}})$", image)
-        assert pushed, image
-        # The digest is in the registry, under the model version's tag.
-        from bridgeai.deploy.digests import resolve_digest
-
-        found = resolve_digest(
-            f"{repository}:1",
-            username=docker["BRIDGEAI_TEST_REGISTRY_USER"],
-            password=docker["BRIDGEAI_TEST_REGISTRY_PASSWORD"],
+    ports: list[int] = []
+    try:
+        for version in ("1", "2", "3"):
+            stdout = _demo(env, "--serve")
+            assert re.search(rf"^  model\s+version {version}: ", stdout, re.MULTILINE), stdout
+            decision = "promoted to champion" if version == "1" else "not promoted"
+            assert re.search(rf"^  promotion\s+{decision}", stdout, re.MULTILINE), stdout
+            if version == "1":
+                _check_image(stdout, docker, namespace)
+            server = _line(stdout, "model server")
+            assert re.match(
+                r"http://127\.0\.0\.1:\d+/v2/models/house_price_prediction_prod/infer\s+"
+                r"\(champion, version 1\)$",
+                server,
+            ), server
+            predict = _line(stdout, "prediction service")
+            assert re.match(r"http://127\.0\.0\.1:\d+/predict$", predict), predict
+            assert _line(stdout, "Swagger UI") == predict.replace("/predict", "/swagger")
+            status, body = _post(predict, HOUSE)
+            assert status == 200 and body["status"] == 200, body
+            assert body["model_version"] == "1", f"run of version {version}: {body}"
+            assert body["response"]["unit"] == "GBP(£)" and body["response"]["prediction"] > 0
+            ports += [int(server.split(":")[2].split("/")[0]), int(predict.split(":")[2][:-8])]
+    finally:
+        down = subprocess.run(
+            [str(BIN / "bridgeai"), "down"], env=env, capture_output=True, text=True, timeout=120
         )
-        assert found == f"{repository}@{pushed.group(1)}"
-    assert re.match(
-        r"http://127\.0\.0\.1:\d+/v2/models/house_price_prediction_prod/infer$",
-        _outcome(first, "endpoint"),
-    )
-    prediction = _outcome(first, "prediction")
-    price = float(re.search(r"example house ([0-9,]+) GBP", prediction).group(1).replace(",", ""))
-    assert 1_000_000 < price < 20_000_000, prediction
-    assert "from v1" in prediction
-    drift = _outcome(first, "drift")
-    assert re.match(r"(no dataset drift|DRIFT DETECTED) \(data-v1\.0\.0 vs production", drift)
-    report = _outcome(first, "report")
-    assert report.startswith("file://")
-    html = Path(report.removeprefix("file://"))
-    assert html.is_file() and html.is_relative_to(clone / ".bridgeai"), report
-    assert "<html" in html.read_text()[:2000].lower()
-
-    second = _make_demo(clone, env)
-    assert _outcome(second, "data").startswith("data-v1.0.0 (unchanged")
-    assert _outcome(second, "model").startswith("version 2: ")
-    assert _outcome(second, "promotion").startswith("not promoted")
-    assert "was not promoted" in _outcome(second, "endpoint")
+        if docker is not None:
+            _remove_images(docker, namespace)
+    assert down.returncode == 0, down.stderr
+    assert "prediction-service: stopped" in down.stdout and "model-server: stopped" in down.stdout
+    assert not [p for p in set(ports) if not procs.port_is_free(p)], down.stdout

@@ -42,24 +42,26 @@ def up() -> None:
     typer.echo(f"MLflow UI    {urls['mlflow']}")
     typer.echo(f"S3 endpoint  {urls['s3']}  (buckets: artifacts, evidently-reports, mlflow)")
     typer.echo(f"Work pool    {stack.settings.work_pool} (process worker)")
+    source = stack.data_source() or "the original's public HousingData.csv"
+    typer.echo(f"Data source  {source} (for flow runs that pass no source)")
     typer.echo("")
     typer.echo('Use it from a shell or notebook:  eval "$(bridgeai env)"')
 
 
 @app.command()
 def down() -> None:
-    """Stop the local stack (the worker first) and any local model server / prediction service.
+    """Stop every server bridgeai started in this $BRIDGEAI_HOME and list the ports it freed.
 
+    That is the prediction services and model servers (the pipeline's and those started by hand
+    with `bridgeai serve` / `bridgeai serve-model`), then the local stack, the worker first.
     Data is kept under $BRIDGEAI_HOME.
     """
     from bridgeai.deploy import local as local_serving
-    from bridgeai.ops.stack import Stack
+    from bridgeai.ops.stack import Stack, format_ports
 
-    if local_serving.stop_service():
-        typer.echo("prediction-service: stopped")
-    if local_serving.stop():
-        typer.echo("model-server: stopped")
-    Stack().down(echo=typer.echo)
+    freed = local_serving.stop_all(echo=typer.echo)
+    freed += Stack().down(echo=typer.echo)
+    typer.echo(f"ports freed: {format_ports(freed) if freed else 'none'}")
 
 
 @app.command()
@@ -117,9 +119,13 @@ def serve_model(
     ] = None,
 ) -> None:
     """Serve the model over the Open Inference Protocol v2 (as `python -m bridgeai.serving`)."""
+    from bridgeai.deploy.local import recorded
     from bridgeai.serving.main import main
+    from bridgeai.serving.settings import ModelServerSettings
 
-    main(model_uri=model_uri, host=host, port=port, workers=workers, grpc_port=grpc_port)
+    listens_grpc = grpc_port if grpc_port is not None else ModelServerSettings().grpc_port
+    with recorded("model-server", host, port, listens_grpc):  # so that `bridgeai down` finds it
+        main(model_uri=model_uri, host=host, port=port, workers=workers, grpc_port=grpc_port)
 
 
 @app.command("serve")
@@ -127,10 +133,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Run the prediction service (FastAPI; Swagger at /swagger)."""
-    from bridgeai import service
+    """Run the prediction service (FastAPI; Swagger at /swagger).
 
-    service.main(host=host, port=port)
+    The model server: $BRIDGEAI_MODEL_URL, else the one `deploy_model(target="local")` or
+    `bridgeai demo --serve` started in this $BRIDGEAI_HOME, else http://127.0.0.1:8080.
+    """
+    from bridgeai import service
+    from bridgeai.deploy.local import recorded
+
+    with recorded("prediction-service", host, port):  # so that `bridgeai down` finds it
+        service.main(host=host, port=port)
 
 
 if __name__ == "__main__":

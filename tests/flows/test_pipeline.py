@@ -18,6 +18,7 @@ import yaml
 
 from tests.support.env import REPO_ROOT
 from tests.support.stack import BIN, cli, exported, stack_env
+from tests.support.stack import up as stack_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,7 +44,7 @@ def test_every_deployment_registers_and_the_pipeline_runs_on_the_local_worker(
     # The worker inherits this environment from `bridgeai up`: the data source is the user's.
     env = stack_env(home, BRIDGEAI_DATA_SOURCE=str(shared_data / "HousingData.csv"))
     try:
-        up = cli(env, "up")
+        up = stack_up(env)  # retried on new ports if another process takes one meanwhile
         assert up.returncode == 0, up.stdout + up.stderr
         user = exported(env)
         _run(["bash", str(REPO_ROOT / "deployments/work-pools/create-pools.sh")],

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,10 @@ from bridgeai.paths import home_dir
 
 MODEL_NAME = REGISTERED_MODEL
 STATE_FILE = "model-server.json"
+#: ``bridgeai serve-model`` and ``bridgeai serve`` record themselves here while they run.
+PROCESSES_DIR = "processes"
+#: A child's output goes to a log file, where MLflow's download progress bars only add noise.
+_QUIET = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 @dataclass
@@ -169,7 +174,7 @@ def start(
         process = procs.start_server(
             argv,
             log_file=log_file,
-            env=env,
+            env={**_QUIET, **dict(env or {})},
             service=f"model server for {model_uri}",
             ready=server.ready_url,
             timeout=timeout,
@@ -237,8 +242,8 @@ def start_service(
     """(Re)start ``bridgeai serve`` in front of the model server at ``model_url``.
 
     A running service is reused when it already points at ``model_url``; otherwise it is stopped
-    first (it owns the prediction-log spool, which one process may hold at a time) and a new one
-    starts. The prediction log is the service's default (SQLite under ``$BRIDGEAI_HOME``) unless
+    first (it flushes its prediction-log spool on SIGTERM; the new process keeps a spool of its
+    own) and a new one starts. The prediction log is the service's default (SQLite under ``$BRIDGEAI_HOME``) unless
     ``env`` or the environment sets ``BRIDGEAI_DATABASE_URL``.
 
     Raises:
@@ -266,7 +271,7 @@ def start_service(
     process = procs.start_server(
         _bridgeai("serve", "--host", host, "--port", str(port)),
         log_file=log_file,
-        env={**dict(env or {}), "BRIDGEAI_MODEL_URL": model_url},
+        env={**_QUIET, **dict(env or {}), "BRIDGEAI_MODEL_URL": model_url},
         service="prediction service",
         ready=service.ready_url,
         timeout=timeout,
@@ -282,3 +287,107 @@ def stop_service() -> bool:
     stopped = procs.stop_process(service.pid, timeout=30) if service else False
     _forget(SERVICE_STATE_FILE)
     return stopped
+
+
+# -- every server process, however it was started ----------------------------------------------
+@dataclass
+class RecordedProcess(_Recorded):
+    """A ``bridgeai serve-model`` or ``bridgeai serve`` process that recorded itself."""
+
+    kind: str = ""
+    grpc_port: int | None = None  # ``bridgeai serve-model --grpc-port``
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port] if self.grpc_port is None else [self.port, self.grpc_port]
+
+    def alive(self) -> bool:
+        # A record outlives a SIGKILLed process; its PID may since belong to something else.
+        return procs.pid_alive(self.pid) and _is_bridgeai(self.pid)
+
+
+def _is_bridgeai(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the PID
+    return b"bridgeai" in cmdline
+
+
+@contextlib.contextmanager
+def recorded(
+    kind: str, host: str, port: int, grpc_port: int | None = None
+) -> Iterator[RecordedProcess]:
+    """Record this process under ``$BRIDGEAI_HOME/serving/processes`` while it runs.
+
+    ``bridgeai serve-model`` and ``bridgeai serve`` wrap themselves in it, so ``bridgeai down``
+    stops servers started by hand as well as those the pipeline started.
+    """
+    me = RecordedProcess(
+        pid=os.getpid(),
+        host=host,
+        port=port,
+        log_file="",
+        started_at=time.time(),
+        kind=kind,
+        grpc_port=grpc_port,
+    )
+    name = f"{PROCESSES_DIR}/{kind}-{me.pid}.json"
+    try:
+        home_dir("serving", PROCESSES_DIR)
+        _write(me, name)
+    except OSError:
+        pass  # a read-only home (a container): the server runs, `bridgeai down` cannot see it
+    try:
+        yield me
+    finally:
+        _forget(name)
+
+
+def recorded_processes() -> list[RecordedProcess]:
+    """Every recorded server process still running here (records of dead ones are removed)."""
+    found = []
+    folder = state_dir() / PROCESSES_DIR
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        process = _read(RecordedProcess, f"{PROCESSES_DIR}/{path.name}")
+        if process is None:
+            _forget(f"{PROCESSES_DIR}/{path.name}")
+        else:
+            found.append(process)
+    return found
+
+
+def stop_all(echo: Callable[[str], None] = print) -> list[int]:
+    """Stop every prediction service, then every model server, recorded in this home.
+
+    Covers the pipeline's (``deploy_model(target="local")``, the smoke stage) and the ones
+    started by hand; prints one line per process and returns the ports freed.
+    """
+    freed: list[int] = []
+    seen: set[int] = set()
+
+    def _stop(kind: str, pid: int, *ports: int) -> None:
+        if pid in seen:
+            return
+        seen.add(pid)
+        if procs.stop_process(pid, timeout=30):
+            listed = ", ".join(map(str, ports))
+            echo(f"{kind}: stopped (pid {pid}; port{'s' if len(ports) > 1 else ''} {listed})")
+            freed.extend(ports)
+
+    service, server = current_service(), current()
+    if service is not None:
+        _stop("prediction-service", service.pid, service.port)
+    _forget(SERVICE_STATE_FILE)
+    others = recorded_processes()
+    for process in others:
+        if process.kind == "prediction-service":
+            _stop(process.kind, process.pid, *process.ports)
+    if server is not None:
+        _stop("model-server", server.pid, server.port)
+    _forget(STATE_FILE)
+    for process in others:
+        if process.kind != "prediction-service":
+            _stop(process.kind, process.pid, *process.ports)
+    recorded_processes()  # forget the records of what was stopped
+    return freed

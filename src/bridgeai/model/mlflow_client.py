@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 _REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
 _USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 _PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+_PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def default_tracking_uri() -> str:
@@ -81,7 +83,8 @@ def fluent(tracking_uri: str) -> Iterator[None]:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
-        yield
+        with progress_bars_in_terminals_only():
+            yield
     finally:
         mlflow.set_tracking_uri(before[0])  # type: ignore[arg-type]  # None: back to unset
         registry_state._registry_uri = before[1]
@@ -90,6 +93,20 @@ def fluent(tracking_uri: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def progress_bars_in_terminals_only() -> Iterator[None]:
+    """MLflow's artifact progress bars off for a block when stderr is not a terminal (a log, a
+    CI job), where every update of a bar becomes a line; a value the user set is kept."""
+    if _PROGRESS_BAR_ENV in os.environ or sys.stderr.isatty():
+        yield
+        return
+    os.environ[_PROGRESS_BAR_ENV] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(_PROGRESS_BAR_ENV, None)
 
 
 def _export_credentials(username: str, password: str) -> None:

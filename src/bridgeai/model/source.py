@@ -265,20 +265,25 @@ def _download(client: Any, uri: str, info: ModelInfo, dest: str) -> str:
     """
     import mlflow
 
-    from bridgeai.model.mlflow_client import fluent, tracking_uri_of
+    from bridgeai.model.mlflow_client import (
+        fluent,
+        progress_bars_in_terminals_only,
+        tracking_uri_of,
+    )
 
     tracking = tracking_uri_of(client)
-    if uri.startswith("runs:/"):
-        with fluent(tracking):
-            return str(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
-    location = str(client.get_model_version_download_uri(info.name, info.version)).rstrip("/")
-    return str(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{location}/artifacts/{ARTIFACT_KEY}",
-            dst_path=dest,
-            tracking_uri=tracking,
+    with progress_bars_in_terminals_only():
+        if uri.startswith("runs:/"):
+            with fluent(tracking):
+                return str(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
+        location = str(client.get_model_version_download_uri(info.name, info.version))
+        return str(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{location.rstrip('/')}/artifacts/{ARTIFACT_KEY}",
+                dst_path=dest,
+                tracking_uri=tracking,
+            )
         )
-    )
 
 
 def load(uri: str, client: Any | None = None) -> tuple[HousePriceModel, ModelInfo]:

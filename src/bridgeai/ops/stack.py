@@ -26,6 +26,8 @@ from bridgeai import procs
 from bridgeai.ops import seaweed
 from bridgeai.paths import bridgeai_home
 
+#: The worker's flow runs ingest from this source unless a run passes ``source``.
+DATA_SOURCE_ENV = "BRIDGEAI_DATA_SOURCE"
 #: Start order; ``down`` stops in reverse (the worker before the server).
 SERVICES = ("s3", "mlflow", "prefect-server", "prefect-worker")
 
@@ -204,9 +206,17 @@ class Stack:
                 "prefect-server": self.settings.prefect_port,
             }
         )
-        state = {"ports": ports, "pids": pids, "host": self.settings.host}
+        state = {
+            "ports": ports,
+            "pids": pids,
+            "host": self.settings.host,
+            "seaweed_ports": state.get("seaweed_ports") if "s3" in pids else None,
+            "data_source": state.get("data_source") if "prefect-worker" in pids else None,
+        }
         self._save_state(state)
         self._check_ports(pids)
+        if "s3" not in pids:
+            state["seaweed_ports"] = sorted(self._seaweed_config().all_ports().values())
 
         started: dict[str, Any] = {}
         for name in ("s3", "mlflow", "prefect-server"):
@@ -227,10 +237,12 @@ class Stack:
             )
             echo(f"{name}: healthy")
         self._configure()
+        source = os.environ.get(DATA_SOURCE_ENV) or None
         if "prefect-worker" not in pids:
             echo(f"prefect-worker: starting on pool {self.settings.work_pool!r}")
             process = self._start("prefect-worker")
             pids["prefect-worker"] = process.pid
+            state["data_source"] = source
             self._save_state(state)
             procs.wait_until(
                 self._worker_online,
@@ -242,7 +254,17 @@ class Stack:
             echo("prefect-worker: online")
         else:
             echo(f"prefect-worker: already running (pid {pids['prefect-worker']})")
+            if state.get("data_source") != source:
+                echo(
+                    f"prefect-worker: its {DATA_SOURCE_ENV} is {state.get('data_source')!r}, "
+                    f"not {source!r}: restart it (bridgeai down && bridgeai up) to change it"
+                )
         return self.urls()
+
+    def data_source(self) -> str | None:
+        """The ``BRIDGEAI_DATA_SOURCE`` the running worker's flow runs use (None: the default)."""
+        value = self.state().get("data_source")
+        return str(value) if value else None
 
     def _check_ports(self, running: dict[str, int]) -> None:
         ports = self._ports()
@@ -297,7 +319,16 @@ class Stack:
                 "--type", "process",
                 "--name", f"bridgeai-{self.settings.work_pool}-worker",
             ]  # fmt: skip
-            env = {**self._prefect_env(server=False), "PREFECT_API_URL": urls["prefect-api"]}
+            env = {
+                **self._prefect_env(server=False),
+                "PREFECT_API_URL": urls["prefect-api"],
+                # Its flow runs log to a file: MLflow's progress bars would only flood it.
+                "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            }
+            # Flow runs started by this worker ingest from the source the user configured
+            # before `bridgeai up` (a run's `source` parameter overrides it).
+            if os.environ.get(DATA_SOURCE_ENV):
+                env[DATA_SOURCE_ENV] = os.environ[DATA_SOURCE_ENV]
             return procs.start_process(command, log_file=log, env=env)
         raise ValueError(name)
 
@@ -364,17 +395,41 @@ class Stack:
             with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
                 client.create_work_pool(pool)
 
-    def down(self, echo: Callable[[str], None] = print) -> None:
-        """Stop every service (the worker first), keeping all data."""
+    def service_ports(self) -> dict[str, list[int]]:
+        """The ports each service of the recorded stack listens on (the worker: none)."""
+        state = self.state()
+        ports = {k: int(v) for k, v in (state.get("ports") or {}).items()}
+        out: dict[str, list[int]] = {name: [] for name in SERVICES}
+        for name in ("mlflow", "prefect-server"):
+            if name in ports:
+                out[name] = [ports[name]]
+        seaweed_ports = state.get("seaweed_ports")
+        if seaweed_ports:
+            out["s3"] = sorted(int(p) for p in seaweed_ports)
+        elif "s3" in ports:
+            out["s3"] = [ports["s3"]]
+        return out
+
+    def down(self, echo: Callable[[str], None] = print) -> list[int]:
+        """Stop every service (the worker first), keeping all data; return the ports freed."""
         state = self.state()
         pids = state.get("pids", {})
+        ports = self.service_ports()
+        freed: list[int] = []
+        if not self.is_running():
+            echo("local stack: not running")
+            return freed
         for name in reversed(SERVICES):
             if procs.stop_process(pids.get(name)):
-                echo(f"{name}: stopped (pid {pids[name]})")
+                word = "port" if len(ports[name]) == 1 else "ports"
+                listening = f"; {word} {format_ports(ports[name])}" if ports[name] else ""
+                echo(f"{name}: stopped (pid {pids[name]}{listening})")
+                freed += ports[name]
             else:
                 echo(f"{name}: not running")
             pids.pop(name, None)
             self._save_state({**state, "pids": pids})
+        return freed
 
     # -- environment for shells and notebooks --------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -396,6 +451,17 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": secret,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
+
+
+def format_ports(ports: list[int]) -> str:
+    """``[8333, 18330, 18331, 18332, 28337]`` as ``8333, 18330-18332, 28337``."""
+    runs: list[list[int]] = []
+    for port in sorted(set(ports)):
+        if runs and port == runs[-1][-1] + 1:
+            runs[-1].append(port)
+        else:
+            runs.append([port])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def _retry(fn: Callable[[], Any], attempts: int, delay: float) -> Any:

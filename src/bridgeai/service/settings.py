@@ -2,16 +2,57 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridgeai import procs
 from bridgeai.model import REGISTERED_MODEL
 from bridgeai.paths import home_dir
 
 MODEL_NAME = REGISTERED_MODEL
+#: Where no model server is recorded: ``bridgeai serve-model``'s default port.
+DEFAULT_MODEL_URL = "http://127.0.0.1:8080"
+#: What :mod:`bridgeai.deploy.local` records (the service may not import it: stages are
+#: independent), read here so that ``bridgeai serve`` needs no URL copied by hand.
+_SERVING = "serving"
+
+
+def discovered_model_url() -> str:
+    """The model server this ``$BRIDGEAI_HOME`` runs, else :data:`DEFAULT_MODEL_URL`.
+
+    First the local target's server (``deploy_model(target="local")``, ``bridgeai demo
+    --serve``); else the newest ``bridgeai serve-model`` started by hand here.
+    """
+    deployed = _alive_url(home_dir(_SERVING, create=False) / "model-server.json")
+    if deployed:
+        return deployed
+    folder = home_dir(_SERVING, "processes", create=False)
+    by_hand = sorted(folder.glob("model-server-*.json"), key=_mtime) if folder.is_dir() else []
+    for path in reversed(by_hand):
+        url = _alive_url(path)
+        if url:
+            return url
+    return DEFAULT_MODEL_URL
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _alive_url(record: Path) -> str | None:
+    try:
+        doc = json.loads(record.read_text())
+        pid, host, port = int(doc["pid"]), str(doc["host"]), int(doc["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return f"http://{host}:{port}" if procs.pid_alive(pid) else None
 
 
 class ServiceSettings(BaseSettings):
@@ -26,8 +67,11 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRIDGEAI_", extra="ignore")
 
     model_url: str = Field(
-        "http://127.0.0.1:8080",
-        description="Base URL of the OIP v2 model server (`bridgeai serve-model`, or KServe).",
+        default_factory=discovered_model_url,
+        description="Base URL of the OIP v2 model server (`bridgeai serve-model`, or KServe); "
+        "default: the local model server recorded in $BRIDGEAI_HOME/serving (started by "
+        "`deploy_model(target='local')` or `bridgeai demo --serve`), else "
+        f"{DEFAULT_MODEL_URL}.",
     )
     model_name: str = Field(MODEL_NAME, description="Model name on the v2 server.")
     database_url: SecretStr | None = Field(

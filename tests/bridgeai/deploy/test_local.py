@@ -7,6 +7,8 @@ each test controls readiness and failure; the last test runs the real ``bridgeai
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -138,3 +140,139 @@ def test_real_model_server_on_a_model_directory(tmp_path: Path) -> None:
         body = json.loads(response.read())
     assert body["outputs"][0]["name"] == "price"
     assert body["outputs"][0]["data"][0] > 0
+
+
+# -- servers started by hand, `bridgeai down`, and `bridgeai serve` finding the model ----------
+BRIDGEAI = Path(sys.executable).parent / "bridgeai"
+
+
+def _bridgeai_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGEAI_MODEL")}
+    return {**env, "BRIDGEAI_HOME": str(home), **extra}
+
+
+def test_a_recorded_process_is_forgotten_when_it_ends_or_its_pid_is_not_bridgeai(
+    bridgeai_home: Path,
+) -> None:
+    with local_serving.recorded("model-server", "127.0.0.1", 8123) as me:
+        (found,) = local_serving.recorded_processes()
+        assert (found.pid, found.port, found.kind) == (me.pid, 8123, "model-server")
+    assert local_serving.recorded_processes() == []
+    # A record left by a SIGKILLed process whose PID now belongs to something else.
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        folder = bridgeai_home / "serving" / "processes"
+        record = folder / f"model-server-{sleeper.pid}.json"
+        record.write_text(json.dumps({
+            "pid": sleeper.pid, "host": "127.0.0.1", "port": 8124, "log_file": "",
+            "started_at": 0.0, "kind": "model-server",
+        }))  # fmt: skip
+        assert local_serving.recorded_processes() == []
+        assert not record.exists()
+        assert local_serving.stop_all(echo=lambda line: None) == []
+        assert sleeper.poll() is None, "stop_all must not stop a process that is not bridgeai's"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_bridgeai_serve_finds_the_recorded_model_server(bridgeai_home: Path) -> None:
+    from bridgeai.service.settings import DEFAULT_MODEL_URL, ServiceSettings
+
+    assert ServiceSettings().model_url == DEFAULT_MODEL_URL
+    server = local_serving.start("models:/m/1", model_version=1, command=fake("v1"))
+    assert ServiceSettings().model_url == server.base_url
+    pinned = ServiceSettings(_env_file=None, model_url="http://model:9000")
+    assert pinned.model_url == "http://model:9000"
+    local_serving.stop()
+    assert ServiceSettings().model_url == DEFAULT_MODEL_URL  # a dead server is not "found"
+
+
+@pytest.mark.integration
+def test_down_stops_servers_started_by_hand_and_lists_their_ports(bridgeai_home: Path) -> None:
+    """`bridgeai serve` and the local target's model server, then `bridgeai down`."""
+    home = bridgeai_home
+    env = _bridgeai_env(home)
+    server = local_serving.start("models:/m/1", model_version=1, command=fake("v1"))
+    service_port = procs.free_port()
+    log = home / "serve.log"
+    by_hand = subprocess.Popen(
+        [str(BRIDGEAI), "serve", "--port", str(service_port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # as from another terminal: not our child's group
+    )
+    try:
+        procs.wait_until(
+            lambda: procs.http_ok(f"http://127.0.0.1:{service_port}/health"),
+            timeout=120,
+            service="bridgeai serve",
+            process=by_hand,
+        )
+        # It found the recorded model server without being told (its /ready checks it).
+        assert procs.http_ok(f"http://127.0.0.1:{service_port}/ready")
+        down = subprocess.run(
+            [str(BRIDGEAI), "down"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert down.returncode == 0, down.stderr
+        lines = down.stdout.splitlines()
+        assert f"prediction-service: stopped (pid {by_hand.pid}; port {service_port})" in lines
+        assert f"model-server: stopped (pid {server.pid}; port {server.port})" in lines
+        assert "local stack: not running" in lines
+        freed = sorted([service_port, server.port])
+        assert lines[-1] == f"ports freed: {', '.join(map(str, freed))}"
+        by_hand.wait(timeout=30)
+        assert "prediction service stopped" in log.read_text()  # SIGTERM: a clean stop
+        assert procs.port_is_free(service_port) and procs.port_is_free(server.port)
+        assert not (home / "serving" / "processes").exists() or not any(
+            (home / "serving" / "processes").iterdir()
+        )
+    finally:
+        if by_hand.poll() is None:
+            by_hand.kill()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_down_lists_the_grpc_port_of_a_serve_model_started_by_hand(
+    bridgeai_home: Path, tmp_path: Path
+) -> None:
+    from bridgeai.ops.stack import format_ports
+    from bridgeai.testing.models import tiny_model
+
+    model_dir = tmp_path / "model"
+    tiny_model().save(model_dir)
+    port, grpc_port = procs.free_port(), procs.free_port()
+    while grpc_port == port:
+        grpc_port = procs.free_port()
+    env = _bridgeai_env(bridgeai_home)
+    command = [str(BRIDGEAI), "serve-model", "--model-uri", str(model_dir), "--port", str(port)]
+    by_hand = subprocess.Popen(
+        [*command, "--grpc-port", str(grpc_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        procs.wait_until(
+            lambda: procs.http_ok(f"http://127.0.0.1:{port}/v2/health/ready"),
+            timeout=180,
+            service="bridgeai serve-model",
+            process=by_hand,
+        )
+        assert not procs.port_is_free(grpc_port), "the gRPC port is not listening"
+        down = subprocess.run(
+            [str(BRIDGEAI), "down"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert down.returncode == 0, down.stderr
+        lines = down.stdout.splitlines()
+        assert f"model-server: stopped (pid {by_hand.pid}; ports {port}, {grpc_port})" in lines
+        assert lines[-1] == f"ports freed: {format_ports([port, grpc_port])}"
+        by_hand.wait(timeout=30)
+        assert procs.port_is_free(port) and procs.port_is_free(grpc_port)
+    finally:
+        if by_hand.poll() is None:
+            by_hand.kill()
+            by_hand.wait()

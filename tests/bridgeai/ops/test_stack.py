@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -11,22 +12,31 @@ from pathlib import Path
 import pytest
 
 from bridgeai import procs
+from bridgeai.ops.stack import format_ports
 from tests.support.stack import cli as _cli
 from tests.support.stack import exported
 from tests.support.stack import stack_env as _stack_env
+from tests.support.stack import up as _up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_stack_up_runs_a_flow_on_the_local_pool_and_down_frees_every_port(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = _stack_env(home)
+    env = _stack_env(home, BRIDGEAI_DATA_SOURCE="/data/offline-copy/HousingData.csv")
     try:
-        up = _cli(env, "up")
+        up = _up(env)  # retried on new ports if another process takes one meanwhile
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"http://127.0.0.1:{env['BRIDGEAI_PREFECT_PORT']}" in up.stdout
         assert f"http://127.0.0.1:{env['BRIDGEAI_MLFLOW_PORT']}" in up.stdout
         assert 'eval "$(bridgeai env)"' in up.stdout
+
+        # A data source configured before `up` reaches the worker (and so its flow runs).
+        source = "/data/offline-copy/HousingData.csv"
+        assert f"Data source  {source}" in up.stdout
+        state = json.loads((home / "stack" / "state.json").read_text())
+        worker_env = Path(f"/proc/{state['pids']['prefect-worker']}/environ").read_bytes()
+        assert f"BRIDGEAI_DATA_SOURCE={source}".encode() in worker_env.split(b"\0")
 
         status = _cli(env, "status")
         assert status.returncode == 0, status.stdout
@@ -93,6 +103,7 @@ def test_stack_up_runs_a_flow_on_the_local_pool_and_down_frees_every_port(tmp_pa
     ]
     base = int(env["BRIDGEAI_SEAWEED_BASE_PORT"])
     ports += [*range(base, base + 8), base + 7 + 10000]
+    assert down.stdout.splitlines()[-1] == f"ports freed: {format_ports(ports)}"
     still = [p for p in ports if not procs.port_is_free(p)]
     assert not still, f"ports still bound after down: {still}"
     assert _cli(env, "status").returncode == 1
