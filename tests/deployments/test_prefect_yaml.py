@@ -1,5 +1,6 @@
-"""prefect.yaml: its shape (both pools for every flow, paused schedules, the disabled drift
-trigger). The same file deployed to a real server is tested in tests/flows/test_pipeline.py.
+"""prefect.yaml: its shape (both pools for every flow, paused schedules, the loop's disabled
+automations, each on its own pool). The same file deployed to a real server is tested in
+tests/flows/test_pipeline.py, and the loop it declares in tests/flows/test_loop.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ FLOWS = {
     "flows/build_image.py:build_model_image": "build-model-image",
     "flows/deploy.py:deploy_model": "deploy-model",
     "flows/drift.py:drift_monitoring": "drift-monitoring",
+    "flows/alert.py:drift_alert": "drift-alert",
     "flows/pipeline.py:mlops_pipeline": "mlops-pipeline",
+}
+
+#: The loop: which flow each event starts (issue 14).
+LOOP = {
+    "bridgeai.data.versioned": "flows/train.py:model_training",
+    "bridgeai.model.promoted": "flows/deploy.py:deploy_model",
+    "bridgeai.drift.detected": "flows/alert.py:drift_alert",
 }
 
 
@@ -76,13 +85,61 @@ def test_schedules_drift_daily_ingestion_weekly_paused() -> None:
     assert scheduled == {"data-ingestion", "drift-monitoring"}
 
 
-def test_drift_trigger_runs_training_and_is_disabled() -> None:
-    triggered = [d for d in load()["deployments"] if d.get("triggers")]
-    assert {d["entrypoint"] for d in triggered} == {"flows/train.py:model_training"}
-    for dep in triggered:
-        (trigger,) = dep["triggers"]
-        assert trigger["expect"] == ["bridgeai.drift.detected"]
-        assert trigger["enabled"] is False
+def _triggers() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [(dep, t) for dep in load()["deployments"] for t in dep.get("triggers") or []]
+
+
+def test_the_loop_starts_one_flow_per_event_on_each_pool_all_disabled() -> None:
+    triggers = _triggers()
+    started = {(t["expect"][0], dep["entrypoint"], dep["name"]) for dep, t in triggers}
+    assert started == {(e, flow, pool) for e, flow in LOOP.items() for pool in ("local", "kind")}
+    assert len(triggers) == 6
+    for dep, trigger in triggers:
+        assert trigger["enabled"] is False, trigger["name"]
+        assert trigger["posture"] == "Reactive" and trigger["threshold"] == 1
+        # One event, one pool: the trigger matches the pool resource our events name.
+        assert trigger["match_related"] == {
+            "prefect.resource.id": f"bridgeai.work-pool.{dep['work_pool']['name']}",
+            "prefect.resource.role": "work-pool",
+        }
+        assert trigger["name"].endswith(f"-{dep['work_pool']['name']}")
+    assert len({t["name"] for _, t in triggers}) == len(triggers)
+
+
+def test_training_and_deployment_never_follow_an_event_from_inside_the_pipeline() -> None:
+    for _, trigger in _triggers():
+        if trigger["expect"] != ["bridgeai.drift.detected"]:
+            assert trigger["match"]["bridgeai.in-pipeline"] == "false", trigger["name"]
+
+
+def test_parameters_come_from_the_event() -> None:
+    by_name = {t["name"]: t for _, t in _triggers()}
+    train = by_name["bridgeai-train-on-new-data-local"]["parameters"]
+    assert train == {
+        "data_version": "{{ event.payload.tag }}",
+        "storage_block": "{{ event.payload.storage_block }}",
+        "repository_block": "{{ event.payload.repository_block }}",
+    }
+    deploy = by_name["bridgeai-deploy-on-promotion-local"]["parameters"]
+    assert deploy["model_version"] == "{{ event.payload.model_version }}"
+    assert deploy["require_champion"] is True and deploy["smoke"] is True
+    assert deploy["build_image"] == "auto"
+    alert = by_name["bridgeai-alert-on-production-drift-local"]
+    assert alert["match"]["bridgeai.drift.mode"] == "production"  # not data-version drift
+    assert alert["parameters"]["event_id"] == "{{ event.id }}"
+
+
+def test_trigger_parameters_are_parameters_of_the_flow_they_start() -> None:
+    import importlib
+
+    from prefect.utilities.callables import parameter_schema
+
+    for dep, trigger in _triggers():
+        path, function = dep["entrypoint"].split(":")
+        module = path.removesuffix(".py").replace("/", ".")
+        flow = getattr(importlib.import_module(module), function)
+        accepted = set(parameter_schema(flow.fn).model_dump()["properties"])
+        assert set(trigger["parameters"]) <= accepted, (trigger["name"], accepted)
 
 
 def test_deploy_model_parameters_per_pool() -> None:
