@@ -31,6 +31,7 @@ from blocks import ContainerRegistry, MLflowServer, load_block
 from bridgeai.deploy import image
 from bridgeai.deploy.image import DEFAULT_BASE_IMAGE, IMAGE_NAME, ImageRef
 from bridgeai.model.source import ModelInfo
+from flows import _links as links
 from flows._progress import Progress
 from flows._tasks import IO_RETRIES
 
@@ -228,11 +229,11 @@ def build_model_image(
     logger.info("image %s (%.0f MB)", ref.reference, ref.size_bytes / 1e6)
     if push:
         stamp_model_version(mlflow_server, ref)
-    _artifacts(ref, uri, pushed=push)
+    _artifacts(ref, uri, pushed=push, server=mlflow_server)
     return ref
 
 
-def _artifacts(ref: ImageRef, model_uri: str, pushed: bool) -> None:
+def _artifacts(ref: ImageRef, model_uri: str, pushed: bool, server: MLflowServer) -> None:
     create_table_artifact(
         key="model-image",
         table=[
@@ -242,6 +243,10 @@ def _artifacts(ref: ImageRef, model_uri: str, pushed: bool) -> None:
             {"field": "size", "value": f"{ref.size_bytes / 1e6:.0f} MB"},
             {"field": "model", "value": f"{ref.model_name} v{ref.model_version}"},
             {"field": "mlflow run", "value": ref.run_id or ""},
+            {
+                "field": "model version page",
+                "value": links.model_version_url(server, ref.model_name, ref.model_version) or "",
+            },
             {"field": "base image", "value": ref.base_image},
         ],
         description=f"Model-server image built from {model_uri}",

@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 from blocks import ContainerRegistry, MLflowServer, ObjectStorage, load_block
 from bridgeai.model import source
 from bridgeai.service.smoke import SmokeResult
+from flows import _links as links
 from flows._checks import docker_unavailable, rollout_percent, smoke_prediction
 from flows._locks import deploy_lock, exclusive
 from flows._progress import Progress
@@ -356,9 +357,21 @@ def deploy_model(
         stamp_deployment(mlflow_server, result)
         result.smoke, result.note = _smoke(result, smoke, service_url)
     result.seconds = round(time.monotonic() - started, 2)
-    _publish(result)
+    _publish(result, mlflow_server)
     logger.info("%s v%s serving at %s (%s)", result.model_name, version, result.url, result.action)
     return result
+
+
+def _run_link(server: MLflowServer, result: DeployResult) -> str | None:
+    """The training run behind the deployed version (a link is not worth failing a rollout)."""
+    if links.mlflow_ui(server) is None:
+        return None
+    try:
+        run_id = server.client().get_model_version(result.model_name, result.model_version).run_id
+        return links.run_url(server, run_id)
+    except Exception as exc:
+        get_run_logger().warning("no MLflow run link for the deployment artifact: %s", exc)
+        return None
 
 
 def _now() -> str:
@@ -393,7 +406,7 @@ def _skip(
         note=why,
         seconds=round(time.monotonic() - started, 2),
     )
-    _publish(result)
+    _publish(result, server)
     return result
 
 
@@ -441,8 +454,12 @@ def _smoke(
     return smoke_prediction(result.url, service_url, result.model_version), ""
 
 
-def _publish(result: DeployResult) -> None:
-    rows = result.model_dump(exclude={"smoke"})
+def _publish(result: DeployResult, server: MLflowServer) -> None:
+    rows: dict[str, Any] = result.model_dump(exclude={"smoke"})
+    rows["model version page"] = links.model_version_url(
+        server, result.model_name, result.model_version
+    )
+    rows["mlflow run"] = _run_link(server, result)
     if result.smoke is not None:
         rows["smoke"] = (
             f"{result.smoke.example_prediction:,.0f} {result.smoke.unit} from "

@@ -42,6 +42,7 @@ from bridgeai.training.evaluation import Metrics
 from bridgeai.training.fit import TrainedModel, TrainingParams
 from bridgeai.training.registry import GateDecision, PromotionPolicy
 from bridgeai.training.tracking import Lineage, RunRecord, log_training_run, project_git_sha
+from flows import _links as links
 from flows._events import MODEL_PROMOTED, MODEL_REJECTED, emit
 from flows._locks import CHAMPION_LOCK, exclusive
 from flows._tasks import IN_PROCESS, IO_RETRIES
@@ -401,12 +402,9 @@ def _publish(
         description=f"Test metrics on {version.tag} ({version.rows.get('test', '?')} rows), "
         f"price units; MAPE as a fraction.",
     )
-    uri = server.resolved_tracking_uri()
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
-    run_link = f"{base}/#/experiments/{experiment_id}/runs/{record.run_id}" if base else None
-    version_link = (
-        f"{base}/#/models/{registered_model}/versions/{decision.version}" if base else None
-    )
+    base = links.mlflow_ui(server)
+    run_link = links.run_url(server, record.run_id, experiment_id)
+    version_link = links.model_version_url(server, registered_model, decision.version)
     if decision.champion_version is None:
         champion = "none"
     elif decision.champion_score is None:
@@ -429,12 +427,13 @@ def _publish(
         f"Data: `{version.tag}` (commit `{version.commit[:12]}`). Test R² {metrics.r2:.4f}, "
         f"median-price baseline {baseline.r2:.4f}.",
         "",
-        f"- MLflow run: {_md_link(record.run_id, run_link)}",
-        f"- Model version: {_md_link(f'{registered_model} v{decision.version}', version_link)}",
+        f"- MLflow run: {links.md(record.run_id, run_link)}",
+        f"- Model version: {links.md(f'{registered_model} v{decision.version}', version_link)}",
     ]
     if base:
         lines += [""] + [
-            f"![{key}]({_plot_url(base, path, record.run_id)})" for key, path in PLOTS.items()
+            f"![{key}]({links.artifact_url(server, record.run_id, path)})"
+            for key, path in PLOTS.items()
         ]
     create_markdown_artifact(
         key="model-promotion",
@@ -454,15 +453,7 @@ def _publish(
     # The tracking server serves run artifacts over HTTP, so the UI can show the plots.
     for key, path in PLOTS.items():
         create_image_artifact(
-            image_url=_plot_url(base, path, record.run_id),
+            image_url=str(links.artifact_url(server, record.run_id, path)),
             key=key,
             description=f"{path} of MLflow run {record.run_id} (test split of {version.tag})",
         )
-
-
-def _plot_url(base: str, path: str, run_id: str) -> str:
-    return f"{base}/get-artifact?path={path}&run_uuid={run_id}"
-
-
-def _md_link(text: str, url: str | None) -> str:
-    return f"[{text}]({url})" if url else f"`{text}`"

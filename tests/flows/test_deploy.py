@@ -172,3 +172,60 @@ def test_local_serves_the_champion_then_rolls_back(registered_models) -> None:
         assert champion.url != rollback.url == second.infer_url
     finally:
         local_serving.stop()
+
+
+# -- the loop's deployment: smoke prediction, superseded versions, the image step ---------------
+@pytest.mark.integration
+@pytest.mark.slow
+def test_local_deploy_smokes_through_the_service_and_skips_a_superseded_version(
+    registered_models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blocks import MLflowServer
+    from bridgeai.deploy import local as local_serving
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    try:
+        result = run_deploy(
+            target="local",
+            model_version="2",
+            require_champion=True,
+            build_image="auto",  # no engine: skipped, the deployment goes on
+            smoke=True,
+            mlflow_block=registered_models,
+            timeout_seconds=180,
+        )
+        assert result.action == "started" and result.built_image is None
+        assert result.smoke is not None and result.smoke.model_version == "2"
+        assert result.smoke.example_prediction > 0 and "GBP" in result.smoke.unit
+        service = local_serving.current_service()
+        assert service is not None and service.model_url == result.url.split("/v2/")[0]
+
+        tags = (
+            MLflowServer.load(registered_models)
+            .client()
+            .get_model_version("house_price_prediction_prod", "2")
+            .tags
+        )
+        assert tags["deployment_target"] == "local"
+        assert len(tags["deployment_flow_run_id"]) == 36 and tags["deployed_at"].startswith("20")
+
+        serving = local_serving.current()
+        superseded = run_deploy(
+            target="local", model_version="1", require_champion=True, mlflow_block=registered_models
+        )
+        assert superseded.action == "superseded"
+        assert "version 1 no longer holds 'champion' (version 2 does)" in superseded.note
+        assert local_serving.current() == serving  # nothing was touched
+    finally:
+        local_serving.stop_service()
+        local_serving.stop()
+
+
+def test_an_image_that_must_be_built_without_an_engine_fails(
+    registered_models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridgeai.deploy.image import DockerUnavailableError
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(DockerUnavailableError):
+        run_deploy(target="local", build_image="always", mlflow_block=registered_models)

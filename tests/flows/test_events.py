@@ -7,6 +7,7 @@ a subflow of an ``mlops-pipeline`` run. Each emits an event that is read back fr
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from typing import Any
 
@@ -59,11 +60,8 @@ def _run_from_deployment(entry: Any, pool: str) -> dict[str, Any]:
     from prefect.exceptions import ObjectAlreadyExists
     from prefect.flow_engine import run_flow
 
-    with get_client(sync_client=True) as client:
-        try:
-            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-        except ObjectAlreadyExists:
-            pass
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
     deployment_id = entry.to_deployment(
         name=f"events-{secrets.token_hex(3)}", work_pool_name=pool
     ).apply()
