@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.drift import ARTIFACTS
 from tests.support.loop import deployed_stack
 
 pytestmark = [pytest.mark.ui, pytest.mark.integration, pytest.mark.slow]
@@ -26,15 +27,17 @@ SMOKE_ROWS = 30  # the form's default is 20
 
 
 def _wait_for_state(page: Any, wanted: str, timeout: float = 1200) -> None:
-    """Reload the run page until its state badge says ``wanted`` (fail early on Failed)."""
+    """Reload the run page until the run's own state badge (the header's, the first on the
+    page: subflow badges come below it) says ``wanted``; fail early on a final bad state."""
     deadline = time.monotonic() + timeout
     while True:
-        header = page.locator("body").inner_text()
-        if wanted in header:
+        badge = page.locator(".state-badge").first
+        badge.wait_for()
+        state = badge.inner_text().strip()
+        if state == wanted:
             return
-        for bad in ("Failed", "Crashed", "Cancelled"):
-            assert page.get_by_text(bad, exact=True).count() == 0, f"the run is {bad}"
-        assert time.monotonic() < deadline, f"the run never became {wanted}"
+        assert state not in ("Failed", "Crashed", "Cancelled"), f"the run is {state}"
+        assert time.monotonic() < deadline, f"the run is still {state}, never {wanted}"
         time.sleep(5)
         page.reload(wait_until="networkidle")
 
@@ -53,8 +56,11 @@ def test_custom_run_from_the_ui_then_mlflow_and_the_drift_report(
         DOCKER_HOST="unix:///nonexistent/docker.sock",  # the image step is skipped
     ) as user:
         ui = user["PREFECT_API_URL"].removesuffix("/api")
-        api = temporary_settings({PREFECT_API_URL: user["PREFECT_API_URL"]})
-        with api, get_client(sync_client=True) as client:
+
+        def api() -> Any:
+            return temporary_settings({PREFECT_API_URL: user["PREFECT_API_URL"]})
+
+        with api(), get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name("mlops-pipeline/local")
 
         # -- the Prefect UI: the deployment, a custom run with one parameter changed -------------
@@ -67,12 +73,13 @@ def test_custom_run_from_the_ui_then_mlflow_and_the_drift_report(
         assert field.input_value() == "20"
         field.fill(str(SMOKE_ROWS))
         page.get_by_role("button", name="Submit").click()
-        page.get_by_role("link", name="View run").first.click()
+        # The new run appears on the deployment's page (the stack has no other run yet).
+        page.locator("a[href*='/runs/flow-run/']").first.click()
         page.wait_for_url("**/runs/flow-run/**")
         run_id = page.url.split("/runs/flow-run/")[1].split("?")[0]
         _wait_for_state(page, "Completed")
 
-        with api, get_client(sync_client=True) as client:
+        with api(), get_client(sync_client=True) as client:
             run = client.read_flow_run(run_id)
             assert run.parameters["smoke_rows"] == SMOKE_ROWS  # the form's value, not the default
             assert run.state.is_completed()
@@ -93,12 +100,14 @@ def test_custom_run_from_the_ui_then_mlflow_and_the_drift_report(
             "img => img.complete && img.naturalWidth > 100", arg=plot.element_handle()
         )
         assert "feature_importance.png" in (plot.get_attribute("src") or "")
+        _keep(page, "prefect-run-artifacts")
 
         # -- the MLflow UI: the registered model, its champion ----------------------------------
         page.goto(f"{user['MLFLOW_TRACKING_URI']}/#/models/{NAME}", wait_until="networkidle")
         page.get_by_text("champion").first.wait_for(timeout=120_000)
         body = page.locator("body").inner_text()
         assert "Version 1" in body or "version 1" in body.lower(), body[:2000]
+        _keep(page, "mlflow-model")
 
         # -- the drift report's link: presigned, it opens and Evidently draws it --------------
         link = re.search(r"\]\((http[^)]+)\)", report.data)
@@ -107,3 +116,11 @@ def test_custom_run_from_the_ui_then_mlflow_and_the_drift_report(
         response = page.goto(link.group(1), wait_until="load")
         assert response is not None and response.status == 200
         page.get_by_text("Dataset Drift").first.wait_for(timeout=120_000)
+        _keep(page, "drift-report")
+
+
+def _keep(page: Any, name: str) -> None:
+    """A screenshot of a step that passed, for people reading the run (git-ignored)."""
+    folder = ARTIFACTS / "ui"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
