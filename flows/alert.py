@@ -69,7 +69,8 @@ def find_notification_block(name: str) -> Any | None:
     if not found:
         raise BlockNotFoundError(
             f"no notification block named {name!r} is saved. Create one, e.g. "
-            "CustomWebhookNotificationBlock(url=..., json_data={'text': '{{subject}}: {{body}}'})"
+            "CustomWebhookNotificationBlock(name=..., url=..., "
+            "json_data={'text': '{{subject}}: {{body}}'})"
             f".save({name!r}) or a Slack webhook block (`prefect block create slack-webhook`), "
             "or pass notification_block='<type-slug>/<name>'"
         )

@@ -126,7 +126,7 @@ def test_parameters_come_from_the_event() -> None:
     assert deploy["build_image"] == "auto"
     alert = by_name["bridgeai-alert-on-production-drift-local"]
     assert alert["match"]["bridgeai.drift.mode"] == "production"  # not data-version drift
-    assert alert["parameters"]["event_id"] == "{{ event.id }}"
+    assert alert["parameters"]["event_id"] == "{{ event.id | string }}"
 
 
 def test_trigger_parameters_are_parameters_of_the_flow_they_start() -> None:
@@ -163,3 +163,62 @@ def test_every_entrypoint_exists() -> None:
 # Against a real server: tests/flows/test_pipeline.py runs `prefect --no-prompt deploy --all`
 # on the local stack (both pools, the kind pool from the template, paused schedules, disabled
 # automations, described parameters) and a `local`-pool pipeline run through its worker.
+
+
+def test_trigger_parameters_render_from_an_event_into_valid_flow_parameters() -> None:
+    """What the Prefect server does when a trigger fires: render the templates against the event
+    (its own hydration and Jinja sandbox), then validate them as the flow's parameters."""
+    import importlib
+    import uuid
+    from datetime import UTC, datetime
+
+    from prefect.server.events.actions import RunDeployment
+    from prefect.server.events.schemas.events import ReceivedEvent
+    from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+
+    payloads = {
+        "bridgeai.data.versioned": {
+            "tag": "data-v1.1.0",
+            "storage_block": "bridgeai",
+            "repository_block": "bridgeai",
+        },
+        "bridgeai.model.promoted": {"model_version": "2", "mlflow_block": "bridgeai"},
+        "bridgeai.drift.detected": {
+            "drifted_columns": ["area"],
+            "drift_share": 0.2,
+            "drift_share_threshold": 0.1,
+            "reference": "data-v1.1.0",
+            "current": "production",
+            "window_start": "2025-06-01T09:00:00+00:00",
+            "window_end": "2025-06-01T10:00:00+00:00",
+            "current_rows": 300,
+            "report_url": "http://127.0.0.1:8333/evidently-reports/report_x.html?a=1&b=2",
+            "report_url_expires_at": "2025-06-08T10:00:00+00:00",
+        },
+    }
+    for dep, trigger in _triggers():
+        event = ReceivedEvent(
+            event=trigger["expect"][0],
+            resource={"prefect.resource.id": "bridgeai.test"},
+            payload=payloads[trigger["expect"][0]],
+            occurred=datetime.now(UTC),
+            id=uuid.uuid4(),
+        )
+        parameters = dict(trigger["parameters"])
+        RunDeployment._upgrade_v1_templates(parameters)
+        rendered = hydrate(
+            parameters,
+            HydrationContext(
+                raise_on_error=True, render_jinja=True, jinja_context={"event": event}
+            ),
+        )
+        path, function = dep["entrypoint"].split(":")
+        flow = getattr(
+            importlib.import_module(path.removesuffix(".py").replace("/", ".")), function
+        )
+        validated = flow.validate_parameters({**dep.get("parameters", {}), **rendered})
+        assert set(rendered) <= set(validated), trigger["name"]
+        if "event_id" in rendered:
+            assert rendered["event_id"] == str(event.id)
+        if "data_version" in rendered:
+            assert rendered["data_version"] == "data-v1.1.0"

@@ -88,7 +88,9 @@ _SAVE_BLOCKS = """
 import os
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 CustomWebhookNotificationBlock(
-    url=os.environ["HOOK_URL"], json_data={"subject": "{{subject}}", "text": "{{body}}"}
+    name="BridgeAI alerts",
+    url=os.environ["HOOK_URL"],
+    json_data={"subject": "{{subject}}", "text": "{{body}}"},
 ).save("bridgeai-alerts", overwrite=True)
 if os.environ.get("REGISTRY"):
     from pydantic import SecretStr
