@@ -19,6 +19,7 @@ worse one) and one `drift-monitoring/local` run over shifted production traffic:
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,7 +144,7 @@ def test_the_loop_closes_on_the_local_stack(tmp_path: Path) -> None:
     home = tmp_path / "home"
     data = _datasets(tmp_path)
     docker = _docker()
-    namespace = f"loop-{tmp_path.name[-8:].lower().replace('_', '-')}"
+    namespace = f"loop-{secrets.token_hex(4)}"  # this test's own images in the shared registry
     extra = (
         {
             "BRIDGEAI_BASE_IMAGE": docker["BRIDGEAI_TEST_BASE_IMAGE"],
@@ -328,7 +329,9 @@ def _check_lineage(
     ui = user["PREFECT_API_URL"].removesuffix("/api")
     for run in runs.values():
         assert run["state"] == "COMPLETED" and run["url"].startswith(f"{ui}/runs/flow-run/"), run
-        assert httpx.get(run["url"], timeout=30).status_code == 200
+        # The UI serves its pages to browsers (a navigation asks for text/html).
+        page = httpx.get(run["url"], headers={"Accept": "text/html"}, timeout=30)
+        assert page.status_code == 200 and "<html" in page.text.lower()
     if docker is None:
         assert chain["image"] is None
         return
