@@ -57,6 +57,29 @@ def smoke_prediction(model_url: str, service_url: str | None, expected_version: 
     return result
 
 
+def smoke_after_deploy(
+    target: str, model_url: str, model_version: str, wanted: bool, service_url: str | None
+) -> tuple[SmokeResult | None, str]:
+    """The smoke prediction after a deployment, when asked, and why not when not.
+
+    Locally (no ``service_url``) a running prediction service is restarted in front of the new
+    model server even without a smoke prediction: it pointed at the server just replaced.
+    """
+    from bridgeai.deploy import local as local_serving
+
+    if target == "local" and service_url is None:
+        if not wanted:
+            if local_serving.current_service() is not None:
+                local_serving.start_service(model_url.split("/v2/", 1)[0])
+            return None, "smoke is off"
+        return smoke_prediction(model_url, None, model_version), ""
+    if not wanted:
+        return None, "smoke is off"
+    if service_url is None:
+        return None, "no service_url for the cluster's prediction service: no smoke prediction"
+    return smoke_prediction(model_url, service_url, model_version), ""
+
+
 def rollout_percent(message: str) -> float:
     """20 % once applied, then the share of the InferenceService's conditions that are True."""
     if " created in " in message or " updated in " in message or " unchanged in " in message:

@@ -38,7 +38,7 @@ from blocks import ContainerRegistry, MLflowServer, ObjectStorage, load_block
 from bridgeai.model import source
 from bridgeai.service.smoke import SmokeResult
 from flows import _links as links
-from flows._checks import docker_unavailable, rollout_percent, smoke_prediction
+from flows._checks import docker_unavailable, rollout_percent, smoke_after_deploy
 from flows._locks import deploy_lock, exclusive
 from flows._progress import Progress
 from flows._tasks import IO_RETRIES
@@ -396,7 +396,9 @@ def deploy_model(
             )
         result.built_image = built_image
         stamp_deployment(mlflow_server, result)
-        result.smoke, result.note = _smoke(result, smoke, service_url)
+        result.smoke, result.note = smoke_after_deploy(
+            result.target, result.url, result.model_version, smoke, service_url
+        )
     result.seconds = round(time.monotonic() - started, 2)
     _publish(result, mlflow_server)
     logger.info("%s v%s serving at %s (%s)", result.model_name, version, result.url, result.action)
@@ -473,26 +475,6 @@ def _build(
         **({"base_image": base} if base else {}),
     )
     return built.reference, ""
-
-
-def _smoke(
-    result: DeployResult, wanted: bool, service_url: str | None
-) -> tuple[SmokeResult | None, str]:
-    """The smoke prediction, when asked; locally a running service follows the new server."""
-    from bridgeai.deploy import local as local_serving
-
-    if result.target == "local" and service_url is None:
-        if not wanted:
-            if local_serving.current_service() is not None:
-                # It pointed at the server this deployment just replaced.
-                local_serving.start_service(result.url.split("/v2/", 1)[0])
-            return None, "smoke is off"
-        return smoke_prediction(result.url, None, result.model_version), ""
-    if not wanted:
-        return None, "smoke is off"
-    if service_url is None:
-        return None, "no service_url for the cluster's prediction service: no smoke prediction"
-    return smoke_prediction(result.url, service_url, result.model_version), ""
 
 
 def _publish(result: DeployResult, server: MLflowServer) -> None:
