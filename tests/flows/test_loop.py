@@ -202,6 +202,14 @@ def test_the_loop_closes_on_the_local_stack(tmp_path: Path) -> None:
             assert answer["model_version"] == "2", answer
             smoked = _log(home).filter(pl.col("model_version") == "2")
             assert smoked.height >= 1
+            # The deployment's result artifact links to the model version and its MLflow run.
+            deployed = loop.artifacts_of(client, deploy_2.id)["model-deployment"].data
+            mlflow_ui = user["MLFLOW_TRACKING_URI"].rstrip("/")
+            assert f"{mlflow_ui}/#/models/{NAME}/versions/2" in deployed, deployed
+            assert f"/runs/{champion.run_id}" in deployed, deployed
+            (promoted,) = loop.emitted(client, "bridgeai.model.promoted", train_2.id)
+            assert promoted.payload["model_version"] == "2"
+            assert promoted.payload["previous_champion"] == "1"
 
             # -- 3. a worse dataset: trained, rejected; the chain stops there ----------------------
             ingest_3 = loop.deployment_run(user, "data-ingestion/local", source=str(data["worse"]))
@@ -210,8 +218,14 @@ def test_the_loop_closes_on_the_local_stack(tmp_path: Path) -> None:
             assert train_3.parameters["data_version"] == "data-v1.2.0"
             assert train_3.state.is_completed()
             assert mlflow.get_model_version(NAME, "3").tags["gate_decision"] == "not_promoted"
-            rejected = loop.triggering_event(client, train_3.id)  # (the ingestion's event)
-            assert rejected.event == "bridgeai.data.versioned"
+            started_by = loop.triggering_event(client, train_3.id)  # (the ingestion's event)
+            assert started_by.event == "bridgeai.data.versioned"
+            (rejected,) = loop.emitted(client, "bridgeai.model.rejected", train_3.id)
+            assert rejected.payload["model_version"] == "3"
+            assert rejected.payload["previous_champion"] == "2"
+            assert isinstance(rejected.payload["score"], float)
+            assert isinstance(rejected.payload["champion_score"], float)
+            assert not loop.emitted(client, "bridgeai.model.promoted", train_3.id)
             assert len(loop.runs_of(client, deploying)) == 2  # no deployment for a rejection
             assert str(mlflow.get_model_version_by_alias(NAME, "champion").version) == "2"
             answer = httpx.post(f"{service}/predict", json=schema.EXAMPLE_HOUSE, timeout=30).json()
@@ -322,6 +336,13 @@ def _check_lineage(
     assert page.status_code == 200 and model["url"].startswith(user["MLFLOW_TRACKING_URI"])
     assert model["run_id"] == mlflow.get_model_version(NAME, "2").run_id
     assert chain["data"]["tag"] == "data-v1.1.0" and chain["data"]["tag_exists"]
+    # The source it was ingested from and its checksum, as the ingestion announced them.
+    versioned = loop.triggering_event(client, train.id)
+    assert chain["data"]["checksum"] == versioned.payload["checksum"]
+    assert chain["data"]["source"] == versioned.payload["source"]
+    assert chain["data"]["source"].endswith("better.csv")
+    assert set(chain["data"]["md5"]) >= {"train", "val", "test"}, chain["data"]["md5"]
+    assert not chain["data"]["mismatch"]
     runs = {r["step"]: r for r in chain["flow_runs"]}
     assert runs["data-ingestion"]["flow_run_id"] == str(ingest)
     assert runs["model-training"]["flow_run_id"] == str(train.id)

@@ -140,5 +140,29 @@ def triggering_event(client: Any, flow_run_id: UUID) -> Any:
     return found[0]
 
 
+def emitted(client: Any, name: str, flow_run_id: UUID) -> list[Any]:
+    """The events called ``name`` that name ``flow_run_id`` as their flow run."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    page = client.read_events(
+        EventFilter(
+            event=EventNameFilter(name=[name]),
+            related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+        ),
+        limit=10,
+    )
+    return list(page.events)
+
+
+def artifacts_of(client: Any, flow_run_id: UUID) -> dict[str, Any]:
+    """The artifacts a flow run published, by key."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
+    return {a.key: a for a in found}
+
+
 def related_ids(event: Any, role: str) -> list[str]:
     return [r.id for r in event.related if r.role == role]
