@@ -59,7 +59,10 @@ def test_quickstart_notebook_runs_every_flow(
         for output in cell.get("outputs", [])
     ]
     report = [f for f in frames if f.startswith("<iframe srcdoc=")]
-    assert report and "evidently" in report[0].lower(), "the Evidently report was not shown inline"
+    # Evidently's own dashboard (its renderer draws the metrics) with our report's text in it;
+    # the page never spells "evidently" out.
+    assert report, "the Evidently report was not shown inline"
+    assert "window.drawDashboard(metric_" in report[0] and "BridgeAI drift report" in report[0]
     images = [
         output
         for cell in notebook.cells
