@@ -301,21 +301,24 @@ def test_two_promotions_cannot_race_on_the_champion_alias(
         threading.Thread(target=train, args=("a", TrainingParams())),
         threading.Thread(target=train, args=("b", TrainingParams(num_leaves=4))),
     ]
-    with concurrency(CHAMPION_LOCK, occupy=1, strict=True):
+    try:  # a failure here must not leave the trainings running into the next test
+        with concurrency(CHAMPION_LOCK, occupy=1, strict=True):
+            for thread in threads:
+                thread.start()
+            query = f"tags.data_version = '{second.tag}' and attributes.status = 'FINISHED'"
+            deadline = time.monotonic() + 600
+            while len(client.search_runs([experiment_id], query)) < 2 and not errors:
+                assert time.monotonic() < deadline, "the two trainings never finished logging"
+                time.sleep(1)
+            assert not errors, errors
+            # Both are at the gate; while the lock is held neither registers a version.
+            time.sleep(5)
+            versions = client.search_model_versions(f"name = '{model_name}'")
+            assert [v.version for v in versions] == ["1"], "a gate ran without the champion lock"
+    finally:
         for thread in threads:
-            thread.start()
-        query = f"tags.data_version = '{second.tag}' and attributes.status = 'FINISHED'"
-        deadline = time.monotonic() + 600
-        while len(client.search_runs([experiment_id], query)) < 2 and not errors:
-            assert time.monotonic() < deadline, "the two trainings never finished logging"
-            time.sleep(1)
-        assert not errors, errors
-        # Both are at the gate; while the lock is held neither registers a version.
-        time.sleep(5)
-        versions = client.search_model_versions(f"name = '{model_name}'")
-        assert [v.version for v in versions] == ["1"], "a gate ran without the champion lock"
-    for thread in threads:
-        thread.join(timeout=600)
+            if thread.is_alive():
+                thread.join(timeout=600)
     assert not errors, errors
     gated_first, gated_second = sorted(results.values(), key=lambda r: int(r.model_version))
     assert gated_first.previous_champion == "1"
