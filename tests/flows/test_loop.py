@@ -13,7 +13,9 @@ worse one) and one `drift-monitoring/local` run over shifted production traffic:
 * drift of production traffic sends one notification and starts no training;
 * every run an automation made has the triggering event as its parent in the Prefect API, and
   only `local` deployments ran;
-* `bridgeai lineage` on a logged request prints the chain, with links that resolve.
+* `bridgeai lineage` on a logged request prints the chain, with links that resolve;
+* an `mlops-pipeline/local` run (which versions, trains and deploys by itself) starts no
+  automation's run: its events say they came from inside the pipeline.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def _datasets(root: Path) -> dict[str, Path]:
         "first": housing_frame(80, seed=61),
         "better": housing_frame(900, seed=62),
         "worse": noisy,
+        "pipeline": housing_frame(400, seed=66),
     }
     paths = {}
     for name, frame in frames.items():
@@ -310,6 +313,28 @@ def test_the_loop_closes_on_the_local_stack(tmp_path: Path) -> None:
             _check_lineage(
                 chain, user, client, mlflow, docker, namespace, ingest_2, train_2, deploy_2
             )
+
+            # -- an mlops-pipeline run versions, trains and deploys by itself: no automation --
+            # follows its events (emitted minutes before it completes, labelled in-pipeline).
+            alerts = len(loop.runs_of(client, alerting))
+            piped = loop.deployment_run(
+                user, "mlops-pipeline/local", source=str(data["pipeline"]), build_image="never"
+            )
+            piped_run = loop.wait_final(client, piped, timeout=1500)
+            assert piped_run.state.is_completed(), worker_log.read_text()[-5000:]
+            from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+            (versioned,) = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=["bridgeai.data.versioned"]),
+                    resource=EventResourceFilter(id=["bridgeai.data-version.data-v1.3.0"]),
+                ),
+                limit=10,
+            ).events
+            assert versioned.resource["bridgeai.in-pipeline"] == "true"
+            assert len(loop.runs_of(client, training)) == 3
+            assert len(loop.runs_of(client, deploying)) == 2
+            assert len(loop.runs_of(client, alerting)) == alerts
 
     if docker:
         _remove_local_images(docker, namespace)
