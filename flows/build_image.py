@@ -15,12 +15,15 @@ The Docker engine is the one ``DOCKER_HOST`` names (default ``/var/run/docker.so
 
 from __future__ import annotations
 
+import re
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 from prefect.states import Failed
 from pydantic import Field
 
@@ -28,7 +31,17 @@ from blocks import ContainerRegistry, MLflowServer, load_block
 from bridgeai.deploy import image
 from bridgeai.deploy.image import DEFAULT_BASE_IMAGE, IMAGE_NAME, ImageRef
 from bridgeai.model.source import ModelInfo
+from flows import _links as links
+from flows._progress import Progress
 from flows._tasks import IO_RETRIES
+
+#: Model-version tags stamped once the image is pushed (the lineage of a served prediction).
+IMAGE_TAG = "image"
+IMAGE_DIGEST_TAG = "image_digest"
+IMAGE_FLOW_RUN_TAG = "image_flow_run_id"
+IMAGE_BUILT_AT_TAG = "image_built_at"
+#: The classic builder's "Step 3/12 : RUN ..." lines: the build's progress.
+_STEP = re.compile(r"^Step (\d+)/(\d+)")
 
 
 @task(**IO_RETRIES)
@@ -63,24 +76,56 @@ def prepare_context(
 def build_image(
     context: str, repository: str, tags: list[str], info: ModelInfo, base_image: str
 ) -> dict[str, Any]:
-    """Build with no network; return the image id and size. Not retried: builds are reproducible."""
+    """Build with no network; return the image id and size. Not retried: builds are reproducible.
+
+    The Dockerfile's steps move the ``model-image-build`` progress artifact (0-90 %; the push
+    takes it to 100 %).
+    """
     logger = get_run_logger()
+    progress = Progress("model-image-build", f"Building {repository}:{tags[0]}")
+
+    def on_log(line: str) -> None:
+        logger.debug(line)
+        step = _STEP.match(line)
+        if step:
+            done, total = int(step.group(1)), int(step.group(2))
+            progress.update(90.0 * (done - 1) / total, f"Building {repository}:{tags[0]}: {line}")
+
     client = image.connect()
     image_id = image.build(
-        client,
-        Path(context),
-        repository,
-        tags,
-        image.build_args(info, base_image),
-        on_log=logger.debug,
+        client, Path(context), repository, tags, image.build_args(info, base_image), on_log=on_log
     )
-    return {"image_id": image_id, "size_bytes": image.image_size(client, image_id)}
+    progress.update(90.0, f"Built {repository}:{tags[0]} ({image_id[:19]})")
+    return {
+        "image_id": image_id,
+        "size_bytes": image.image_size(client, image_id),
+        "progress_id": str(progress.artifact_id),
+    }
 
 
 @task(**IO_RETRIES)
 def push_image(repository: str, tag: str, registry: ContainerRegistry) -> str:
     """Push one tag with the registry block's credentials; return the manifest digest."""
     return image.push(image.connect(), repository, tag, registry.auth_config())
+
+
+@task(**IO_RETRIES)
+def stamp_model_version(server: MLflowServer, ref: ImageRef) -> None:
+    """Record the pushed image on the model version (``image``, ``image_digest``, ...)."""
+    if not ref.model_version:
+        return
+    tags = {
+        IMAGE_TAG: ref.reference,
+        IMAGE_DIGEST_TAG: ref.digest or "",
+        IMAGE_FLOW_RUN_TAG: flow_run.get_id() or "",
+        IMAGE_BUILT_AT_TAG: datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    client = server.client()
+    for key, value in tags.items():
+        client.set_model_version_tag(ref.model_name, ref.model_version, key, value)
+    get_run_logger().info(
+        "%s v%s now records its image %s", ref.model_name, ref.model_version, ref.reference
+    )
 
 
 @flow(name="build-model-image", log_prints=False)
@@ -119,7 +164,9 @@ def build_model_image(
     """Build the model-server image for a registered model and push it to the registry.
 
     Tags ``<registry>/<namespace>/<image_name>:<model version>`` and ``:latest``, pushes both
-    with the ContainerRegistry block's credentials and returns the image by digest.
+    with the ContainerRegistry block's credentials and returns the image by digest, which is
+    also stamped on the model version (tags image, image_digest, image_flow_run_id). The
+    model-image-build progress artifact follows the build and the push.
 
     Args:
         model_uri: models:/<name>@<alias>, models:/<name>/<version> or runs:/ URI. Empty: the
@@ -158,10 +205,16 @@ def build_model_image(
         tags = [info.version or "unversioned", "latest"]
         built = build_image(str(context), repository, tags, info, base_image)
 
+    progress = Progress.resume("model-image-build", built["progress_id"], 90.0)
     digest = None
     if push:
-        digests = [push_image(repository, tag, registry) for tag in tags]
+        digests = []
+        for done, tag in enumerate(tags):
+            digests.append(push_image(repository, tag, registry))
+            progress.update(90.0 + 10.0 * (done + 1) / len(tags), f"Pushed {repository}:{tag}")
         digest = digests[0]
+    else:
+        progress.done(f"Built {repository}:{tags[0]} (not pushed)")
     ref = ImageRef(
         repository=repository,
         tags=tags,
@@ -174,11 +227,13 @@ def build_model_image(
         base_image=base_image,
     )
     logger.info("image %s (%.0f MB)", ref.reference, ref.size_bytes / 1e6)
-    _artifacts(ref, uri, pushed=push)
+    if push:
+        stamp_model_version(mlflow_server, ref)
+    _artifacts(ref, uri, pushed=push, server=mlflow_server)
     return ref
 
 
-def _artifacts(ref: ImageRef, model_uri: str, pushed: bool) -> None:
+def _artifacts(ref: ImageRef, model_uri: str, pushed: bool, server: MLflowServer) -> None:
     create_table_artifact(
         key="model-image",
         table=[
@@ -188,6 +243,10 @@ def _artifacts(ref: ImageRef, model_uri: str, pushed: bool) -> None:
             {"field": "size", "value": f"{ref.size_bytes / 1e6:.0f} MB"},
             {"field": "model", "value": f"{ref.model_name} v{ref.model_version}"},
             {"field": "mlflow run", "value": ref.run_id or ""},
+            {
+                "field": "model version page",
+                "value": links.model_version_url(server, ref.model_name, ref.model_version) or "",
+            },
             {"field": "base image", "value": ref.base_image},
         ],
         description=f"Model-server image built from {model_uri}",

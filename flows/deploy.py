@@ -11,22 +11,43 @@ covers both targets and rollback is a parameter:
   conditions, events and pod reasons, also kept as the ``deployment-failure`` artifact.
 
 ``model_version=None`` deploys the ``champion``; an earlier version number is a rollback.
+
+Closing the loop (the ``deploy-model`` automation on ``bridgeai.model.promoted``): with
+``build_image="auto"`` the image is built and pushed first (a ``build-model-image`` subflow) when
+a Docker engine is reachable; ``require_champion`` skips a version a later promotion has already
+superseded; ``smoke`` sends the original's example house through the prediction service and
+fails unless it answers from the deployed ``model_version``. Rollouts on one target are
+serialised by a Prefect global concurrency limit (``bridgeai-deploy-<target>``), and the
+deployment is stamped on the model version (tags ``deployment_*``).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks import ContainerRegistry, MLflowServer, ObjectStorage, load_block
 from bridgeai.model import source
+from bridgeai.service.smoke import SmokeResult
+from flows import _links as links
+from flows._checks import docker_unavailable, rollout_percent, smoke_after_deploy
+from flows._locks import deploy_lock, exclusive
+from flows._progress import Progress
 from flows._tasks import IO_RETRIES
 
 DEFAULT_NAMESPACE = "bridgeai"
+#: The pipeline's and the automation's base image for the model image, when none is given.
+BASE_IMAGE_ENV = "BRIDGEAI_BASE_IMAGE"
+#: Model-version tags recording where the version was last deployed (lineage).
+DEPLOYMENT_TAGS = ("deployment_target", "deployment_image", "deployment_flow_run_id", "deployed_at")
 
 
 class DeployResult(BaseModel):
@@ -39,8 +60,15 @@ class DeployResult(BaseModel):
     url: str = Field(description="OIP v2 infer endpoint of the deployed model.")
     image: str | None = Field(default=None, description="Image by digest (kserve only).")
     namespace: str | None = None
-    action: str = Field(description="started | created | updated | unchanged")
+    action: str = Field(description="started | created | updated | unchanged | superseded")
     seconds: float = 0.0
+    built_image: str | None = Field(
+        default=None, description="The image built for this version by this run (by digest)."
+    )
+    smoke: SmokeResult | None = Field(
+        default=None, description="The smoke prediction through the prediction service."
+    )
+    note: str = Field(default="", description="Why a step was skipped.")
 
 
 @task(**IO_RETRIES)
@@ -116,6 +144,12 @@ def apply_inference_service(
     desired = render_inference_service(
         image, namespace=namespace, model_version=model_version, **(scaling or {})
     )
+    progress = Progress("model-rollout", f"Rolling out model version {model_version}")
+
+    def log(message: str) -> None:
+        logger.info(message)
+        progress.update(rollout_percent(message), message[:200])
+
     api = load_api_client(context=kube_context, config_file=kube_config)
     try:
         outcome = deploy(
@@ -123,8 +157,9 @@ def apply_inference_service(
             desired,
             docker_config_json=registry.docker_config_json(),
             timeout=timeout,
-            log=logger.info,
+            log=log,
         )
+        progress.done(f"house-price serves model version {model_version} ({outcome.action})")
     except DeploymentFailed as exc:
         create_markdown_artifact(
             key="deployment-failure",
@@ -135,6 +170,23 @@ def apply_inference_service(
     finally:
         api.close()
     return {"url": outcome.url, "action": outcome.action, "image": outcome.image}
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def champion_version(server: MLflowServer) -> str | None:
+    """The version holding the serving alias now, or None."""
+    found = source.find_version(server.client(), server.registered_model, server.alias)
+    return None if found is None else str(found.version)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def stamp_deployment(server: MLflowServer, result: DeployResult) -> None:
+    """Record the deployment on the model version (target, image, flow run, time)."""
+    target = f"kserve/{result.namespace}" if result.target == "kserve" else "local"
+    values = (target, result.image or "", flow_run.get_id() or "", _now())
+    client = server.client()
+    for key, value in zip(DEPLOYMENT_TAGS, values, strict=True):
+        client.set_model_version_tag(result.model_name, result.model_version, key, value)
 
 
 @flow(name="deploy-model", log_prints=False)
@@ -154,6 +206,41 @@ def deploy_model(
         Field(
             description="kserve: image by digest (repo@sha256:...) from build-model-image; empty "
             "= the version's tag in the registry, resolved to its digest."
+        ),
+    ] = None,
+    build_image: Annotated[
+        Literal["auto", "always", "never"],
+        Field(
+            description="Build and push the model image first (a build-model-image subflow): "
+            "auto when a Docker engine is reachable, always (fail without one), never."
+        ),
+    ] = "never",
+    base_image: Annotated[
+        str | None,
+        Field(
+            description="Base image for that build. Empty: $BRIDGEAI_BASE_IMAGE, else the "
+            "build flow's default."
+        ),
+    ] = None,
+    require_champion: Annotated[
+        bool,
+        Field(
+            description="Deploy only if model_version still holds the serving alias when this "
+            "run gets the target's lock; otherwise skip it (a later promotion superseded it)."
+        ),
+    ] = False,
+    smoke: Annotated[
+        bool,
+        Field(
+            description="Then send the original's example house through the prediction service "
+            "and fail unless it answers from the deployed version."
+        ),
+    ] = False,
+    service_url: Annotated[
+        str | None,
+        Field(
+            description="Prediction service for the smoke prediction. Empty: local target: "
+            "(re)started here in front of the new model server; kserve: no smoke prediction."
         ),
     ] = None,
     namespace: Annotated[
@@ -206,13 +293,25 @@ def deploy_model(
 ) -> DeployResult:
     """Deploy a registered model version locally or on KServe, and return its v2 URL.
 
-    Rollback: run it with ``model_version`` set to an earlier version.
+    Rollback: run it with ``model_version`` set to an earlier version. Rollouts on one target
+    are serialised (the bridgeai-deploy-<target> Prefect global concurrency limit), and the
+    deployment is recorded on the model version (deployment_* tags).
 
     Args:
         target: local (a model-server process here) or kserve (the Kubernetes cluster).
         model_version: Registered model version; empty = the champion; older = rollback.
         image: kserve: image by digest (repo@sha256:...) from build-model-image; empty = the
             version's tag in the registry, resolved to its digest.
+        build_image: Build and push the model image first (a build-model-image subflow): auto
+            when a Docker engine is reachable, always (fail without one), never.
+        base_image: Base image for that build. Empty: $BRIDGEAI_BASE_IMAGE, else the build
+            flow's default.
+        require_champion: Deploy only if model_version still holds the serving alias when this
+            run gets the target's lock; otherwise skip (a later promotion superseded it).
+        smoke: Then send the original's example house through the prediction service and fail
+            unless it answers from the deployed version.
+        service_url: Prediction service for the smoke prediction. Empty: local target:
+            (re)started here in front of the new model server; kserve: none.
         namespace: kserve: namespace of the InferenceService.
         timeout_seconds: How long to wait for readiness.
         port: local: fixed port; empty = a free one (no downtime on a swap).
@@ -238,57 +337,163 @@ def deploy_model(
     storage = load_block(ObjectStorage, storage_block)
     version = resolve_model_version(mlflow_server, model_version)
     model_uri = mlflow_server.model_uri(version)
-    logger.info("deploying %s (version %s) to %s", model_uri, version, target)
-    if target == "local":
-        started_server = start_local_server(
-            model_uri, version, mlflow_server, storage, port, timeout_seconds
+    superseded = _superseded(mlflow_server, version) if require_champion else None
+    if superseded is not None:
+        return _skip(mlflow_server, target, version, model_uri, superseded, started)
+
+    built_image = None
+    if build_image != "never" and not (image and "@sha256:" in image):
+        built_image, note = _build(
+            mlflow_server, model_uri, build_image, base_image, mlflow_block, registry_block
         )
-        result = DeployResult(
-            target="local",
-            model_name=mlflow_server.registered_model,
-            model_version=version,
-            model_uri=model_uri,
-            url=started_server["url"],
-            action="started",
-        )
-    else:
-        digest_ref = resolve_image(registry, version, image)
-        applied = apply_inference_service(
-            digest_ref,
-            version,
-            namespace,
-            registry,
-            timeout_seconds,
-            kube_context,
-            kube_config,
-            scaling={
-                "min_replicas": min_replicas,
-                "max_replicas": max_replicas,
-                "scale_metric": scale_metric,
-                "scale_target": scale_target,
-            },
-        )
-        result = DeployResult(
-            target="kserve",
-            model_name=mlflow_server.registered_model,
-            model_version=version,
-            model_uri=model_uri,
-            url=applied["url"],
-            image=applied["image"],
-            namespace=namespace,
-            action=applied["action"],
+        image = built_image or image
+        if note:
+            logger.info("image: %s", note)
+
+    with exclusive(deploy_lock(target, namespace)):
+        superseded = _superseded(mlflow_server, version) if require_champion else None
+        if superseded is not None:
+            return _skip(mlflow_server, target, version, model_uri, superseded, started)
+        logger.info("deploying %s (version %s) to %s", model_uri, version, target)
+        if target == "local":
+            started_server = start_local_server(
+                model_uri, version, mlflow_server, storage, port, timeout_seconds
+            )
+            result = DeployResult(
+                target="local",
+                model_name=mlflow_server.registered_model,
+                model_version=version,
+                model_uri=model_uri,
+                url=started_server["url"],
+                action="started",
+            )
+        else:
+            digest_ref = resolve_image(registry, version, image)
+            applied = apply_inference_service(
+                digest_ref,
+                version,
+                namespace,
+                registry,
+                timeout_seconds,
+                kube_context,
+                kube_config,
+                scaling={
+                    "min_replicas": min_replicas,
+                    "max_replicas": max_replicas,
+                    "scale_metric": scale_metric,
+                    "scale_target": scale_target,
+                },
+            )
+            result = DeployResult(
+                target="kserve",
+                model_name=mlflow_server.registered_model,
+                model_version=version,
+                model_uri=model_uri,
+                url=applied["url"],
+                image=applied["image"],
+                namespace=namespace,
+                action=applied["action"],
+            )
+        result.built_image = built_image
+        stamp_deployment(mlflow_server, result)
+        result.smoke, result.note = smoke_after_deploy(
+            result.target, result.url, result.model_version, smoke, service_url
         )
     result.seconds = round(time.monotonic() - started, 2)
-    create_table_artifact(
-        key="model-deployment",
-        table=[
-            {"field": k, "value": "" if v is None else str(v)}
-            for k, v in result.model_dump().items()
-        ],
-        description=f"{result.model_name} v{version} on {target}",
-    )
+    _publish(result, mlflow_server)
     logger.info("%s v%s serving at %s (%s)", result.model_name, version, result.url, result.action)
     return result
+
+
+def _run_link(server: MLflowServer, result: DeployResult) -> str | None:
+    """The training run behind the deployed version (a link is not worth failing a rollout)."""
+    if links.mlflow_ui(server) is None:
+        return None
+    try:
+        run_id = server.client().get_model_version(result.model_name, result.model_version).run_id
+        return links.run_url(server, run_id)
+    except Exception as exc:
+        get_run_logger().warning("no MLflow run link for the deployment artifact: %s", exc)
+        return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _superseded(server: MLflowServer, version: str) -> str | None:
+    """Why ``version`` is no longer the one to deploy (None while it holds the alias)."""
+    current = champion_version(server)
+    if current == version:
+        return None
+    holder = f"version {current}" if current else "no version"
+    return f"version {version} no longer holds {server.alias!r} ({holder} does): superseded"
+
+
+def _skip(
+    server: MLflowServer,
+    target: Literal["local", "kserve"],
+    version: str,
+    model_uri: str,
+    why: str,
+    started: float,
+) -> DeployResult:
+    get_run_logger().warning("Not deploying: %s", why)
+    result = DeployResult(
+        target=target,
+        model_name=server.registered_model,
+        model_version=version,
+        model_uri=model_uri,
+        url="",
+        action="superseded",
+        note=why,
+        seconds=round(time.monotonic() - started, 2),
+    )
+    _publish(result, server)
+    return result
+
+
+def _build(
+    server: MLflowServer,
+    model_uri: str,
+    mode: str,
+    base_image: str | None,
+    mlflow_block: str,
+    registry_block: str,
+) -> tuple[str | None, str]:
+    """Build and push the image as a subflow; return it by digest, or None and why not."""
+    from flows.build_image import build_model_image
+
+    unavailable = docker_unavailable()
+    if unavailable is not None and mode == "auto":
+        return None, "no Docker engine: skipped (" + unavailable.split(". ")[0] + ")"
+    base = base_image or os.environ.get(BASE_IMAGE_ENV)
+    built = build_model_image(
+        model_uri=model_uri,
+        mlflow_block=mlflow_block,
+        registry_block=registry_block,
+        **({"base_image": base} if base else {}),
+    )
+    return built.reference, ""
+
+
+def _publish(result: DeployResult, server: MLflowServer) -> None:
+    rows: dict[str, Any] = result.model_dump(exclude={"smoke"})
+    rows["model version page"] = links.model_version_url(
+        server, result.model_name, result.model_version
+    )
+    rows["mlflow run"] = _run_link(server, result)
+    if result.smoke is not None:
+        rows["smoke"] = (
+            f"{result.smoke.example_prediction:,.0f} {result.smoke.unit} from "
+            f"v{result.smoke.model_version} via {result.smoke.service_url}"
+        )
+    create_table_artifact(
+        key="model-deployment",
+        table=[{"field": k, "value": "" if v is None else str(v)} for k, v in rows.items()],
+        description=f"{result.model_name} v{result.model_version} on {result.target}: "
+        f"{result.action}",
+    )
 
 
 if __name__ == "__main__":

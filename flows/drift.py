@@ -34,10 +34,15 @@ from bridgeai.drift.result import ColumnSpec, DriftResult, column_specs
 from bridgeai.drift.stats import DriftInputError, check_methods, format_score
 from bridgeai.model import source
 from bridgeai.service import prediction_log
+from flows._events import DRIFT_DETECTED, emit
+from flows._progress import Progress
 from flows._tasks import IN_PROCESS, IO_RETRIES
 
 #: Name of the event emitted when drift reaches the threshold (prefect.yaml triggers on it).
-DRIFT_EVENT = "bridgeai.drift.detected"
+DRIFT_EVENT = DRIFT_DETECTED
+#: Label on the event's resource: "production" (a window of logged predictions) or
+#: "data-version" (two data versions). The drift-alert automation matches production.
+MODE_LABEL = "bridgeai.drift.mode"
 #: The environment variable holding the prediction log's database URL (as the service uses).
 DATABASE_URL_ENV = "BRIDGEAI_DATABASE_URL"
 PRODUCTION = "production"
@@ -86,10 +91,10 @@ def score_reference(reference: pl.DataFrame, server: MLflowServer, version: str)
 
 @task(name="store-report", **IO_RETRIES)
 def store_report(
-    rendered: report.RenderedReport, storage: ObjectStorage
+    rendered: report.RenderedReport, storage: ObjectStorage, link_hours: int
 ) -> report_storage.ReportLocation:
-    """Upload the HTML and JSON to the reports bucket."""
-    return report_storage.upload_report(storage, rendered)
+    """Upload the HTML and JSON to the reports bucket; presign a link valid ``link_hours``."""
+    return report_storage.upload_report(storage, rendered, link_seconds=3600 * link_hours)
 
 
 # -- pure tasks -------------------------------------------------------------------------------
@@ -183,6 +188,14 @@ def drift_monitoring(
     emit_drift_event: Annotated[
         bool, Field(description="Emit bridgeai.drift.detected when dataset drift is detected.")
     ] = True,
+    report_link_hours: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=168,
+            description="How long the report's presigned link works (1 hour to 7 days).",
+        ),
+    ] = 168,
     storage_block: Annotated[
         str, Field(description="ObjectStorage block: data versions' remote, reports bucket.")
     ] = "bridgeai",
@@ -222,6 +235,8 @@ def drift_monitoring(
             champion's predictions for the reference rows.
         report_sample_rows: Rows per side drawn in the HTML charts (scores use all rows).
         emit_drift_event: Emit bridgeai.drift.detected when dataset drift is detected.
+        report_link_hours: How long the report's presigned link works (1 hour to 7 days; the
+            bucket itself stays private).
         storage_block: ObjectStorage block holding the data versions and the reports bucket.
         mlflow_block: MLflowServer block (champion model and its data version).
         repository_block: DataRepository block (the data versions' git repository).
@@ -241,6 +256,7 @@ def drift_monitoring(
     server = load_block(MLflowServer, mlflow_block)
     storage = load_block(ObjectStorage, storage_block)
     repository = load_block(DataRepository, repository_block)
+    progress = Progress("drift-progress", "Loading the reference")
 
     if reference is None:
         reference = analysis.reference_data_version(_champion_or_explain(server))
@@ -248,6 +264,9 @@ def drift_monitoring(
     reference_tag, reference_frame = load_train_split(reference, storage, repository)
 
     window: tuple[datetime, datetime] | None = None
+    progress.update(
+        10, f"Loaded {reference_tag} ({reference_frame.height:,} rows); loading current"
+    )
     if production:
         window = _window(window_start, window_end, window_hours)
         current_frame, source = read_prediction_window(*window, database_url_secret)
@@ -261,6 +280,7 @@ def drift_monitoring(
                 source=f"prediction_logs at {source}",
             )
             logger.warning(result.message)
+            progress.done(result.message)
             _publish(result)
             return result
         if prediction_drift:
@@ -270,6 +290,8 @@ def drift_monitoring(
     else:
         current_name, current_frame = load_train_split(current, storage, repository)
 
+    rows = f"{reference_frame.height:,} vs {current_frame.height:,} rows"
+    progress.update(30, f"Comparing {reference_tag} with {current_name}: {rows}")
     result = compare(
         reference_frame,
         current_frame,
@@ -284,16 +306,19 @@ def drift_monitoring(
         notes=notes,
     )
     logger.info("%s vs %s: %s", reference_tag, current_name, result.message)
+    progress.update(60, f"{result.message}; drawing the Evidently report")
     rendered = render_report(reference_frame, current_frame, result, specs, report_sample_rows)
-    location = store_report(rendered, storage)
+    progress.update(85, "Storing the report")
+    location = store_report(rendered, storage, report_link_hours)
     result = result.model_copy(
         update={**location.model_dump(), "report_sample_rows": rendered.sample_rows}
     )
-    logger.info("Report: %s (%s)", location.report_uri, location.report_url)
+    logger.info("Report: %s (link expires %s)", location.report_uri, location.report_url_expires_at)
     if result.drift_detected and emit_drift_event:
-        event = _emit_drift_event(result, server.registered_model)
-        result = result.model_copy(update={"event_id": str(event.id) if event else None})
+        event_id = _emit_drift_event(result, server.registered_model)
+        result = result.model_copy(update={"event_id": event_id})
         logger.warning("Drift detected: emitted %s (%s)", DRIFT_EVENT, result.event_id)
+    progress.done(result.message)
     _publish(result)
     return result
 
@@ -353,10 +378,8 @@ def _with_reference_predictions(
     return reference.with_columns(predictions), specs
 
 
-def _emit_drift_event(result: DriftResult, model: str) -> Any:
+def _emit_drift_event(result: DriftResult, model: str) -> str | None:
     """Emit ``bridgeai.drift.detected`` about the registered model, carrying the figures."""
-    from prefect.events import emit_event
-
     related = [
         {
             "prefect.resource.id": f"bridgeai.data-version.{result.reference}",
@@ -370,11 +393,12 @@ def _emit_drift_event(result: DriftResult, model: str) -> Any:
                 "prefect.resource.role": "current",
             }
         )
-    return emit_event(
-        event=DRIFT_EVENT,
-        resource={
+    return emit(
+        DRIFT_EVENT,
+        {
             "prefect.resource.id": f"bridgeai.model.{model}",
             "prefect.resource.name": model,
+            MODE_LABEL: PRODUCTION if result.current == PRODUCTION else "data-version",
         },
         related=related,
         payload={
@@ -392,6 +416,9 @@ def _emit_drift_event(result: DriftResult, model: str) -> Any:
             "report_uri": result.report_uri,
             "json_uri": result.json_uri,
             "report_url": result.report_url,
+            "report_url_expires_at": (
+                result.report_url_expires_at.isoformat() if result.report_url_expires_at else None
+            ),
         },
     )
 
@@ -423,7 +450,7 @@ def _publish(result: DriftResult) -> None:
         f"| reference | `{result.reference}` (train split), {result.reference_rows:,} rows |",
         f"| current | {current}, {result.current_rows:,} rows |",
         f"| drifted columns | {', '.join(result.drifted_columns) or 'none'} |",
-        f"| report | [{result.report_uri}]({result.report_url}) |",
+        f"| report | [{result.report_uri}]({result.report_url}){_expiry(result)} |",
         f"| JSON | `{result.json_uri}` |",
     ]
     if result.event_id:
@@ -454,5 +481,10 @@ def _publish(result: DriftResult) -> None:
             key="drift-report",
             link=result.report_url,
             link_text=f"Evidently drift report: {result.reference} vs {result.current}",
-            description=result.report_uri,
+            description=f"{result.report_uri}{_expiry(result)}",
         )
+
+
+def _expiry(result: DriftResult) -> str:
+    expires = result.report_url_expires_at
+    return f" (link expires {expires:%Y-%m-%d %H:%M} UTC)" if expires else ""

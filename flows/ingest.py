@@ -31,9 +31,10 @@ from pydantic import Field
 from blocks import DataRepository, ObjectStorage, load_block
 from bridgeai.data import cleaning, download, validation
 from bridgeai.data import versions as data_versions
-from bridgeai.data.repository import DataRepo, redact_url
+from bridgeai.data.repository import DataRepo, parse_version, redact_url
 from bridgeai.data.split import split_frame
 from bridgeai.data.versions import Bump, DataVersion, SplitParams
+from flows._events import DATA_VERSIONED, emit, run_origin
 from flows._tasks import IN_PROCESS, IO_RETRIES
 
 
@@ -142,9 +143,10 @@ def data_ingestion(
 
     The splits go to the storage block's DVC remote; their pointers are committed to the data
     repository and tagged data-vX.Y.Z (data-v1.0.0 first, then a minor bump), and data-latest /
-    data-previous move. Content identical to an existing version creates nothing and returns
-    that version. A file that breaks the schema fails with every offending column listed, and
-    nothing is versioned.
+    data-previous move, and the bridgeai.data.versioned event announces the new version (the
+    model-training automation trains on it). Content identical to an existing version creates
+    nothing, emits nothing and returns that version. A file that breaks the schema fails with
+    every offending column listed, and nothing is versioned.
 
     Args:
         source: http(s) URL, s3:// URI or local path of the housing CSV. Default:
@@ -186,7 +188,10 @@ def data_ingestion(
                 )
                 _publish(existing, prepared)
                 return existing
-            tag = data_versions.next_tag(repo.version_tags(), bump)
+            existing_tags = repo.version_tags()
+            tag = data_versions.next_tag(existing_tags, bump)
+            previous_tag = _latest(existing_tags)
+            origin = run_origin()
             rows = {name: split.height for name, split in prepared.splits.items()}
             created_at = datetime.now(UTC)
             metadata = data_versions.metadata(
@@ -197,7 +202,12 @@ def data_ingestion(
                 split=params,
                 created_at=created_at,
                 remote=remote,
-                extra={"cleaning": prepared.cleaning, "columns": prepared.columns},
+                extra={
+                    "cleaning": prepared.cleaning,
+                    "columns": prepared.columns,
+                    # Lineage: the flow run that made this version (None outside a flow run).
+                    "prefect_flow_run_id": origin.flow_run_id,
+                },
             )
             md5 = stage_version(repo, storage, prepared, metadata)
             pushed = push_data(repo, storage)
@@ -227,7 +237,39 @@ def data_ingestion(
         time.perf_counter() - started,
     )
     _publish(version, prepared)
+    emit(
+        DATA_VERSIONED,
+        {"prefect.resource.id": f"bridgeai.data-version.{tag}", "prefect.resource.name": tag},
+        payload={
+            "tag": tag,
+            "previous_tag": previous_tag,
+            "rows": rows,
+            "checksum": prepared.checksum,
+            "commit": commit,
+            "source": shown,
+            # The blocks this version lives in: the training the event starts reads it there.
+            "storage_block": storage_block,
+            "repository_block": repository_block,
+        },
+        related=(
+            [
+                {
+                    "prefect.resource.id": f"bridgeai.data-version.{previous_tag}",
+                    "prefect.resource.role": "previous-version",
+                }
+            ]
+            if previous_tag
+            else []
+        ),
+        origin=origin,
+    )
     return version
+
+
+def _latest(tags: list[str]) -> str | None:
+    """The highest ``data-vX.Y.Z`` of ``tags`` (the version a new one follows)."""
+    versioned = [(v, t) for t in tags if (v := parse_version(t)) is not None]
+    return max(versioned)[1] if versioned else None
 
 
 def _refuse_inline_credentials(source: str) -> None:

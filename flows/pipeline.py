@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
@@ -23,6 +23,7 @@ from bridgeai.data.versions import DataVersion
 from bridgeai.deploy.image import ImageRef
 from bridgeai.drift.analysis import DriftResult
 from bridgeai.service.smoke import SmokeResult
+from flows import _links as links
 from flows._tasks import IO_RETRIES
 from flows.build_image import build_model_image
 from flows.deploy import DeployResult, deploy_model
@@ -280,7 +281,7 @@ def mlops_pipeline(
     if deploy_as_code:
         _drift_stage(result, names, drift_share_threshold)
     result.seconds = round(time.monotonic() - began, 1)
-    create_markdown_artifact(key="mlops-pipeline", markdown=_summary(result))
+    _publish(result, load_block(MLflowServer, mlflow_block))
     return result
 
 
@@ -380,9 +381,42 @@ def _drift_stage(result: PipelineResult, names: _Blocks, threshold: float) -> No
         result.drift_note = "first data version and no production traffic: nothing to compare"
 
 
-def _summary(result: PipelineResult) -> str:
+def _publish(result: PipelineResult, server: MLflowServer) -> None:
+    """The stage summary (with links to the MLflow run, the model version and the drift
+    report) and the model's feature-importance plot, on the pipeline run's own Artifacts tab."""
+    create_markdown_artifact(key="mlops-pipeline", markdown=_summary(result, server))
+    t = result.training
+    plot = links.artifact_url(server, t.run_id, "evaluation/feature_importance.png")
+    if plot:
+        create_image_artifact(
+            image_url=plot,
+            key="pipeline-feature-importance",
+            description=f"Feature importance of model version {t.model_version} (MLflow run "
+            f"{t.run_id})",
+        )
+
+
+def _summary(result: PipelineResult, server: MLflowServer) -> str:
+    t = result.training
     lines = ["# BridgeAI pipeline", ""]
     lines += [f"- **{stage}**: {outcome}" for stage, outcome in result.outcomes()]
+    lines += [
+        "",
+        f"- MLflow run: {links.md(t.run_id, links.run_url(server, t.run_id))}",
+        "- Model version: "
+        + links.md(
+            f"{server.registered_model} v{t.model_version}",
+            links.model_version_url(server, server.registered_model, t.model_version),
+        ),
+    ]
+    drift = result.drift
+    if drift is not None and drift.report_url:
+        expires = drift.report_url_expires_at
+        until = f" (link expires {expires:%Y-%m-%d %H:%M} UTC)" if expires else ""
+        lines.append(f"- Drift report: [{drift.report_uri}]({drift.report_url}){until}")
+    plot = links.artifact_url(server, t.run_id, "evaluation/feature_importance.png")
+    if plot:
+        lines += ["", f"![feature importance]({plot})"]
     return "\n".join(lines)
 
 

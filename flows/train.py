@@ -18,11 +18,13 @@ orchestrates it.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
+    create_image_artifact,
     create_link_artifact,
     create_markdown_artifact,
     create_table_artifact,
@@ -40,7 +42,18 @@ from bridgeai.training.evaluation import Metrics
 from bridgeai.training.fit import TrainedModel, TrainingParams
 from bridgeai.training.registry import GateDecision, PromotionPolicy
 from bridgeai.training.tracking import Lineage, RunRecord, log_training_run, project_git_sha
+from flows import _links as links
+from flows._events import MODEL_PROMOTED, MODEL_REJECTED, emit
+from flows._locks import CHAMPION_LOCK, exclusive
 from flows._tasks import IN_PROCESS, IO_RETRIES
+
+#: Version tag set when a version takes the champion alias (MLflow keeps no alias history).
+CHAMPION_SINCE_TAG = "champion_since"
+#: The plots the training run logs, shown in the Prefect UI as image artifacts.
+PLOTS = {
+    "feature-importance": "evaluation/feature_importance.png",
+    "residuals": "evaluation/residuals.png",
+}
 
 
 class TrainResult(BaseModel):
@@ -54,6 +67,13 @@ class TrainResult(BaseModel):
     )
     promoted: bool = Field(description="True when this version took the champion alias.")
     reason: str = Field(description="Why it was (not) promoted, with both scores.")
+    data_version: str = Field(default="", description="The concrete data version trained on.")
+    previous_champion: str | None = Field(
+        default=None, description="The champion the gate compared with (None if none existed)."
+    )
+    event_id: str | None = Field(
+        default=None, description="The bridgeai.model.promoted / .rejected event emitted."
+    )
 
 
 # -- I/O tasks ----------------------------------------------------------------------------------
@@ -111,7 +131,10 @@ def register_and_gate(
     alias: str,
     lineage: Lineage,
 ) -> GateDecision:
-    """Register a new version, re-score the champion on this test split, move the alias."""
+    """Register a new version, re-score the champion on this test split, move the alias.
+
+    The caller holds the champion lock, so no other gate reads or moves the alias meanwhile.
+    """
     client = server.client()
     decision = registry.register_and_gate(
         client,
@@ -131,6 +154,13 @@ def register_and_gate(
     client.set_tag(
         record.run_id, "gate_decision", "promoted" if decision.promoted else "not_promoted"
     )
+    if decision.promoted:
+        client.set_model_version_tag(
+            registered_model,
+            decision.version,
+            CHAMPION_SINCE_TAG,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+        )
     return decision
 
 
@@ -231,8 +261,11 @@ def model_training(
     (data version, DVC md5s, git sha, flow run id), plots and the model to MLflow. A new
     version of the registered model is created on every run; it takes the champion alias only
     when it beats the current champion on the same test split by the policy (or when there is
-    none), and the challenger alias otherwise. The decision and both scores are recorded as
-    version tags and as the model-promotion artifact.
+    none), and the challenger alias otherwise; the gate holds the bridgeai-champion lock (a
+    Prefect global concurrency limit), so two promotions never race. The decision and both
+    scores are recorded as version tags and as the model-promotion artifact, and announced as
+    the bridgeai.model.promoted or bridgeai.model.rejected event (the deploy-model automation
+    deploys a promoted version).
 
     Args:
         data_version: data-vX.Y.Z, data-latest or data-previous.
@@ -274,9 +307,12 @@ def model_training(
     experiment_id, record = log_mlflow_run(
         server, trained, frames["test"], metrics, baseline, lineage, search_table
     )
-    decision = register_and_gate(
-        server, record, frames["test"], metrics, policy, registered_model, alias, lineage
-    )
+    # Read-compare-set of the alias under one lock, whether this run is a deployment run or a
+    # subflow: two promotions never both beat the same old champion.
+    with exclusive(CHAMPION_LOCK):
+        decision = register_and_gate(
+            server, record, frames["test"], metrics, policy, registered_model, alias, lineage
+        )
     logger.info(
         "Version %s of %s: %s — %s",
         decision.version,
@@ -286,6 +322,7 @@ def model_training(
     )
 
     _publish(server, experiment_id, record, decision, version, metrics, baseline, registered_model)
+    event_id = _emit_decision(decision, record, version, registered_model, mlflow_block)
     logger.info("Training finished in %.1f s", time.perf_counter() - started)
     return TrainResult(
         run_id=record.run_id,
@@ -294,6 +331,50 @@ def model_training(
         baseline_metrics=baseline.as_dict(),
         promoted=decision.promoted,
         reason=decision.reason,
+        data_version=version.tag,
+        previous_champion=decision.champion_version,
+        event_id=event_id,
+    )
+
+
+def _emit_decision(
+    decision: GateDecision,
+    record: RunRecord,
+    version: DataVersion,
+    registered_model: str,
+    mlflow_block: str,
+) -> str | None:
+    """``bridgeai.model.promoted`` or ``.rejected`` about the new version, with both scores."""
+    return emit(
+        MODEL_PROMOTED if decision.promoted else MODEL_REJECTED,
+        {
+            "prefect.resource.id": f"bridgeai.model-version.{registered_model}.{decision.version}",
+            "prefect.resource.name": f"{registered_model} v{decision.version}",
+        },
+        payload={
+            "registered_model": registered_model,
+            "model_version": decision.version,
+            "alias": decision.alias,
+            "previous_champion": decision.champion_version,
+            "metric": decision.metric,
+            "score": decision.score,
+            "champion_score": decision.champion_score,
+            "reason": decision.reason,
+            "run_id": record.run_id,
+            "data_version": version.tag,
+            # The block the version is registered in: the deployment the event starts uses it.
+            "mlflow_block": mlflow_block,
+        },
+        related=[
+            {
+                "prefect.resource.id": f"bridgeai.model.{registered_model}",
+                "prefect.resource.role": "model",
+            },
+            {
+                "prefect.resource.id": f"bridgeai.data-version.{version.tag}",
+                "prefect.resource.role": "data-version",
+            },
+        ],
     )
 
 
@@ -307,7 +388,7 @@ def _publish(
     baseline: Metrics,
     registered_model: str,
 ) -> None:
-    """The flow's artifacts: the metrics table, the gate decision, a link to the MLflow run."""
+    """The flow's artifacts: metrics, the gate decision with links, the plots, the MLflow links."""
     create_table_artifact(
         key="train-metrics",
         table=[
@@ -321,6 +402,9 @@ def _publish(
         description=f"Test metrics on {version.tag} ({version.rows.get('test', '?')} rows), "
         f"price units; MAPE as a fraction.",
     )
+    base = links.mlflow_ui(server)
+    run_link = links.run_url(server, record.run_id, experiment_id)
+    version_link = links.model_version_url(server, registered_model, decision.version)
     if decision.champion_version is None:
         champion = "none"
     elif decision.champion_score is None:
@@ -330,30 +414,46 @@ def _publish(
             f"v{decision.champion_version}: {registry.format_metric(decision.champion_score)}"
         )
     outcome = f"**promoted** to `{decision.alias}`" if decision.promoted else "`challenger`"
+    lines = [
+        f"# {registered_model} v{decision.version}: {outcome}",
+        "",
+        f"{decision.reason}.",
+        "",
+        f"| | test {decision.metric} |",
+        "|---|---|",
+        f"| new version v{decision.version} | {registry.format_metric(decision.score)} |",
+        f"| champion before this run | {champion} |",
+        "",
+        f"Data: `{version.tag}` (commit `{version.commit[:12]}`). Test R² {metrics.r2:.4f}, "
+        f"median-price baseline {baseline.r2:.4f}.",
+        "",
+        f"- MLflow run: {links.md(record.run_id, run_link)}",
+        f"- Model version: {links.md(f'{registered_model} v{decision.version}', version_link)}",
+    ]
+    if base:
+        lines += [""] + [
+            f"![{key}]({links.artifact_url(server, record.run_id, path)})"
+            for key, path in PLOTS.items()
+        ]
     create_markdown_artifact(
         key="model-promotion",
-        markdown="\n".join(
-            [
-                f"# {registered_model} v{decision.version}: {outcome}",
-                "",
-                f"{decision.reason}.",
-                "",
-                f"| | test {decision.metric} |",
-                "|---|---|",
-                f"| new version v{decision.version} | {registry.format_metric(decision.score)} |",
-                f"| champion before this run | {champion} |",
-                "",
-                f"Data: `{version.tag}` (commit `{version.commit[:12]}`), MLflow run "
-                f"`{record.run_id}`. Test R² {metrics.r2:.4f}, median-price baseline "
-                f"{baseline.r2:.4f}.",
-            ]
-        ),
+        markdown="\n".join(lines),
         description=f"Champion gate for v{decision.version}",
     )
-    uri = server.resolved_tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        create_link_artifact(
-            key="mlflow-run",
-            link=f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{record.run_id}",
-            link_text=f"MLflow run {record.run_id}",
+    if base is None:  # embedded store: no UI to link to; the plots are in the run's folder
+        return
+    create_link_artifact(
+        key="mlflow-run", link=str(run_link), link_text=f"MLflow run {record.run_id}"
+    )
+    create_link_artifact(
+        key="model-version",
+        link=str(version_link),
+        link_text=f"{registered_model} v{decision.version} ({decision.alias})",
+    )
+    # The tracking server serves run artifacts over HTTP, so the UI can show the plots.
+    for key, path in PLOTS.items():
+        create_image_artifact(
+            image_url=str(links.artifact_url(server, record.run_id, path)),
+            key=key,
+            description=f"{path} of MLflow run {record.run_id} (test split of {version.tag})",
         )

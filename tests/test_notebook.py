@@ -24,6 +24,8 @@ def test_quickstart_notebook_runs_every_flow(
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # The image step's "no engine" path (the build itself is tests/flows/test_build_image.py).
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     notebook = nbformat.read(REPO_ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
     client = NotebookClient(
         notebook,
@@ -49,6 +51,18 @@ def test_quickstart_notebook_runs_every_flow(
     assert "GBP" in outputs  # the prediction service answered the original's example house
     assert "sent 50 held-out houses" in outputs
     assert "report: file://" in outputs
+    assert "image: no Docker engine: skipped" in outputs
+    frames = [
+        str(output.get("data", {}).get("text/html", ""))
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    ]
+    report = [f for f in frames if f.startswith("<iframe srcdoc=")]
+    # Evidently's own dashboard (its renderer draws the metrics) with our report's text in it;
+    # the page never spells "evidently" out.
+    assert report, "the Evidently report was not shown inline"
+    assert "window.drawDashboard(metric_" in report[0] and "BridgeAI drift report" in report[0]
     images = [
         output
         for cell in notebook.cells

@@ -6,11 +6,14 @@ Commands import their machinery lazily so ``bridgeai status`` answers in well un
 from __future__ import annotations
 
 import shlex
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bridgeai.model import CHAMPION_URI
+
+if TYPE_CHECKING:
+    from bridgeai.ops.lineage import Lineage
 
 app = typer.Typer(
     name="bridgeai",
@@ -143,6 +146,123 @@ def serve(
 
     with recorded("prediction-service", host, port):  # so that `bridgeai down` finds it
         service.main(host=host, port=port)
+
+
+@app.command()
+def lineage(
+    request_id: Annotated[
+        str | None,
+        typer.Argument(help="A request id from the prediction service (its X-Request-ID)."),
+    ] = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option("--model-version", help="Follow a registered model version instead."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the chain as JSON.")] = False,
+    database_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="Prefect Secret block holding the prediction log's URL. Default: "
+            "$BRIDGEAI_DATABASE_URL, else the embedded SQLite log."
+        ),
+    ] = None,
+    mlflow_block: Annotated[str, typer.Option(help="MLflowServer block name.")] = "bridgeai",
+    repository_block: Annotated[str, typer.Option(help="DataRepository block name.")] = "bridgeai",
+) -> None:
+    """Print what produced a prediction: request, model version, image, data, source, flow runs.
+
+    Give a REQUEST_ID (the prediction service's request_id) or --model-version N.
+    """
+    from bridgeai.model.errors import BridgeAIError
+    from bridgeai.ops import lineage as chain
+
+    if (request_id is None) == (model_version is None):
+        raise _fail("give a REQUEST_ID or --model-version N (one of them)")
+    try:
+        if request_id is not None:
+            found = chain.request_lineage(
+                request_id,
+                database_secret=database_secret,
+                mlflow_block=mlflow_block,
+                repository_block=repository_block,
+            )
+        else:
+            found = chain.model_version_lineage(
+                str(model_version), mlflow_block=mlflow_block, repository_block=repository_block
+            )
+    except (BridgeAIError, LookupError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(found.model_dump_json(indent=2) if as_json else _lineage_text(found))
+
+
+def _lineage_text(lineage: Lineage) -> str:
+    """The chain as the CLI prints it: one section per link, URLs where servers run."""
+    out: list[str] = []
+    r = lineage.request
+    if r is not None:
+        out.append(f"request      {r.request_id}")
+        out.append(
+            f"  logged     {r.created_at:%Y-%m-%d %H:%M:%S} UTC, status {r.status}, "
+            f"{r.latency_ms:.1f} ms ({r.database})"
+        )
+        for row in r.rows:
+            prefix = f"  house {row['batch_index']}" if len(r.rows) > 1 else "  inputs    "
+            out.append(f"{prefix} " + ", ".join(f"{k}={v}" for k, v in row["inputs"].items()))
+            price = row["prediction"]
+            out.append(
+                f"  prediction {price:,.0f} {r.unit}" if price is not None else "  prediction none"
+            )
+    m = lineage.model
+    champion = f"champion since {m.champion_since}" if m.champion_since else m.gate_decision or ""
+    aliases = f"; aliases {', '.join(m.aliases)}" if m.aliases else ""
+    out.append(f"model        {m.name} v{m.version} ({champion}{aliases})")
+    if m.url:
+        out.append(f"  url        {m.url}")
+    out.append(f"  mlflow run {m.run_id}" + (f"  {m.run_url}" if m.run_url else ""))
+    if m.metrics:
+        out.append(
+            "  metrics    "
+            + ", ".join(f"{k.removeprefix('test_')} {v:,.4g}" for k, v in sorted(m.metrics.items()))
+        )
+    if m.gate_reason:
+        out.append(f"  gate       {m.gate_reason}")
+    if m.git_sha:
+        out.append(f"  code       git {m.git_sha}")
+    if lineage.image:
+        out.append(f"image        {lineage.image.reference} (built {lineage.image.built_at})")
+    else:
+        out.append("image        none built")
+    if lineage.deployment:
+        d = lineage.deployment
+        served = d.image or "a local model-server process (bridgeai serve-model)"
+        out.append(f"deployment   {d.target}, {served}, deployed {d.deployed_at}")
+    d2 = lineage.data
+    if d2 is not None:
+        out.append(f"data         {d2.tag} at commit {d2.commit} in {d2.repository}")
+        out.append("  dvc md5    " + ", ".join(f"{s} {v}" for s, v in d2.md5.items()))
+        if d2.rows:
+            out.append("  rows       " + ", ".join(f"{s} {n}" for s, n in d2.rows.items()))
+        if d2.source:
+            out.append(f"source       {d2.source}")
+            out.append(
+                f"  checksum   {d2.checksum}"
+                + (f", ingested {d2.created_at:%Y-%m-%d %H:%M:%S} UTC" if d2.created_at else "")
+            )
+        if d2.mismatch:
+            out.append(
+                "  WARNING    the model's tags disagree with the repository: "
+                + ", ".join(d2.mismatch)
+            )
+    if lineage.flow_runs:
+        out.append("flow runs")
+        for f in lineage.flow_runs:
+            state = f" {f.state}" if f.state else ""
+            name = f" ({f.name})" if f.name else ""
+            out.append(
+                f"  {f.step:<18} {f.flow_run_id}{name}{state}" + (f"  {f.url}" if f.url else "")
+            )
+    out += [f"note: {n}" for n in lineage.notes]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,19 @@ def test_build_push_pull_run(
     assert config["Labels"]["ai.bridgeai.model.version"] == version
     assert config["Labels"]["ai.bridgeai.mlflow.run-id"] == champion.run_id
     print(f"model image size: {ref.size_bytes / 1e6:.0f} MB")  # shown with -s
+    # The pushed image is stamped on the model version (the lineage of what it serves) ...
+    stamped = client.get_model_version(MODEL_NAME, version).tags
+    assert stamped["image"] == ref.reference and stamped["image_digest"] == ref.digest
+    assert len(stamped["image_flow_run_id"]) == 36
+    # ... and the build reported its progress as it went, to 100 % after the push.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect_client:
+        progress = prefect_client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["model-image-build"]))
+        )
+    assert any(float(a.data) == 100.0 and a.flow_run_id for a in progress), progress
 
     # 3. Remove it locally, pull it back by digest.
     image.remove(engine, [f"{repository}:{tag}" for tag in ref.tags] + [ref.image_id])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,17 @@ async def test_kserve_champion_then_rollback(kmock, registered_models, tmp_path)
     stored = dict(kmock.objects[ISVC, NS, "house-price"].raw)
     assert stored["spec"]["predictor"]["containers"][0]["image"] == V1_IMAGE
     assert stored["metadata"]["labels"][kserve.MODEL_VERSION_LABEL] == "1"
+    # Each rollout moved its progress artifact with KServe's conditions, to 100 % when ready.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        rollouts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["model-rollout"]))
+        )
+    finished = {a.description: float(a.data) for a in rollouts if a.flow_run_id}
+    assert finished.get("house-price serves model version 2 (created)") == 100.0, finished
+    assert finished.get("house-price serves model version 1 (updated)") == 100.0, finished
 
 
 @pytest.mark.integration
@@ -140,6 +152,61 @@ async def test_kserve_timeout_fails_the_run_and_keeps_the_diagnosis(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["deployment-failure"]))
         )
     assert any("Failed to pull image" in (a.data or "") for a in artifacts)
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_kserve_rollouts_on_one_target_wait_for_its_lock(
+    kmock, registered_models, tmp_path
+) -> None:
+    """While someone else holds bridgeai-deploy-kserve-<ns>, a deployment waits and applies nothing.
+
+    The test holds the target's global concurrency limit (as a running rollout would), starts a
+    deployment, waits until its run logs that it is acquiring that lock, and checks the cluster
+    is untouched; released, the deployment goes on and creates the InferenceService.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterTimestamp
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.concurrency.asyncio import concurrency
+
+    from flows._locks import deploy_lock, ensure_limit
+
+    namespace = "locked"
+    lock = deploy_lock("kserve", namespace)
+    assert lock == "bridgeai-deploy-kserve-locked"
+    await asyncio.to_thread(ensure_limit, lock)
+    declare_resources(kmock)
+    since = datetime.now(UTC)
+    waiting_line = f"Acquiring the {lock} lock"
+    async with FakeKServe(kmock, namespace, delay=0.1).running():
+        async with concurrency(lock, occupy=1, strict=True):
+            options = dict(
+                target="kserve", namespace=namespace, image=V2_IMAGE,
+                kube_config=kubeconfig_for(kmock, tmp_path / "kc"),
+                mlflow_block=registered_models, timeout_seconds=30,
+            )  # fmt: skip
+            deployment = asyncio.create_task(asyncio.to_thread(run_deploy, **options))
+            async with get_client() as client:
+                deadline = asyncio.get_running_loop().time() + 300
+                while True:
+                    logs = await client.read_logs(
+                        log_filter=LogFilter(timestamp=LogFilterTimestamp(after_=since)),
+                        sort=LogSort.TIMESTAMP_DESC,
+                        limit=200,
+                    )
+                    if any(waiting_line in log.message for log in logs):
+                        break
+                    assert not deployment.done(), "the deployment ran without waiting for the lock"
+                    assert asyncio.get_running_loop().time() < deadline, "never reached the lock"
+                    await asyncio.sleep(1)
+            await asyncio.sleep(3)  # it stays at the lock while it is held
+            assert not deployment.done()
+            assert (ISVC, namespace, "house-price") not in kmock.objects
+        result = await deployment
+    assert result.action == "created" and result.namespace == namespace
+    stored = dict(kmock.objects[ISVC, namespace, "house-price"].raw)
+    assert stored["spec"]["predictor"]["containers"][0]["image"] == V2_IMAGE
 
 
 @pytest.mark.integration
@@ -212,3 +279,60 @@ def test_local_serves_the_champion_then_rolls_back(registered_models) -> None:
         assert champion.url != rollback.url == second.infer_url
     finally:
         local_serving.stop()
+
+
+# -- the loop's deployment: smoke prediction, superseded versions, the image step ---------------
+@pytest.mark.integration
+@pytest.mark.slow
+def test_local_deploy_smokes_through_the_service_and_skips_a_superseded_version(
+    registered_models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blocks import MLflowServer
+    from bridgeai.deploy import local as local_serving
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    try:
+        result = run_deploy(
+            target="local",
+            model_version="2",
+            require_champion=True,
+            build_image="auto",  # no engine: skipped, the deployment goes on
+            smoke=True,
+            mlflow_block=registered_models,
+            timeout_seconds=180,
+        )
+        assert result.action == "started" and result.built_image is None
+        assert result.smoke is not None and result.smoke.model_version == "2"
+        assert result.smoke.example_prediction > 0 and "GBP" in result.smoke.unit
+        service = local_serving.current_service()
+        assert service is not None and service.model_url == result.url.split("/v2/")[0]
+
+        tags = (
+            MLflowServer.load(registered_models)
+            .client()
+            .get_model_version("house_price_prediction_prod", "2")
+            .tags
+        )
+        assert tags["deployment_target"] == "local"
+        assert len(tags["deployment_flow_run_id"]) == 36 and tags["deployed_at"].startswith("20")
+
+        serving = local_serving.current()
+        superseded = run_deploy(
+            target="local", model_version="1", require_champion=True, mlflow_block=registered_models
+        )
+        assert superseded.action == "superseded"
+        assert "version 1 no longer holds 'champion' (version 2 does)" in superseded.note
+        assert local_serving.current() == serving  # nothing was touched
+    finally:
+        local_serving.stop_service()
+        local_serving.stop()
+
+
+def test_an_image_that_must_be_built_without_an_engine_fails(
+    registered_models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridgeai.deploy.image import DockerUnavailableError
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(DockerUnavailableError):
+        run_deploy(target="local", build_image="always", mlflow_block=registered_models)

@@ -149,6 +149,16 @@ def test_old_vs_new_versions_store_a_report_with_price_drifted(
     table = json.loads(artifacts["drift-columns"].data)
     assert {row["column"]: row["drifted"] for row in table}["price"] is True
     assert f"({result.report_url})" in artifacts["drift-report"].data
+    # The summary carries the report's presigned link and says when it stops working ...
+    assert result.report_url_expires_at is not None
+    assert "X-Amz-Signature=" in result.report_url
+    assert f"({result.report_url})" in artifacts["drift-summary"].data
+    assert f"link expires {result.report_url_expires_at:%Y-%m-%d %H:%M} UTC" in (
+        artifacts["drift-summary"].data
+    )
+    # ... and the run's progress artifact went from loading to 100 % once the report was stored.
+    assert float(artifacts["drift-progress"].data) == 100.0
+    assert artifacts["drift-progress"].description == result.message
 
 
 @pytest.mark.integration

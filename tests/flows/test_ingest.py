@@ -374,6 +374,49 @@ def test_duplicates_and_unpriced_rows_are_dropped_before_versioning(
     assert clean.tag == version.tag and not clean.created  # same content once cleaned
 
 
+def _versioned_events(flow_run_id: Any) -> list[Any]:
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    with get_client(sync_client=True) as client:
+        page = client.read_events(
+            EventFilter(
+                event=EventNameFilter(name=["bridgeai.data.versioned"]),
+                related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+            ),
+            limit=10,
+        )
+    return list(page.events)
+
+
+def test_a_new_version_emits_bridgeai_data_versioned_and_identical_content_nothing(
+    tmp_path: Path, embedded: dict[str, Any]
+) -> None:
+    import time
+
+    names = embedded["names"]
+    first, second = housing_frame(90, seed=81), housing_frame(90, seed=82)
+    runs = [
+        data_ingestion(source=str(write_csv(tmp_path / f"{i}.csv", frame)), **names,
+                       return_state=True)
+        for i, frame in enumerate((first, first, second))
+    ]  # fmt: skip
+    new, same, newer = (state.result() for state in runs)
+    assert (new.created, same.created, newer.created) == (True, False, True)
+    run_ids = [state.state_details.flow_run_id for state in runs]
+    # One events client sends in order: once the third run's event is in, the second's would be.
+    deadline = time.monotonic() + 120
+    while not (last := _versioned_events(run_ids[2])):
+        assert time.monotonic() < deadline, "the third ingestion's event never arrived"
+        time.sleep(1)
+    (event,) = _versioned_events(run_ids[0])
+    assert event.resource.id == f"bridgeai.data-version.{new.tag}"
+    assert event.payload["tag"] == new.tag and event.payload["previous_tag"] is None
+    assert event.payload["rows"] == new.rows and event.payload["checksum"] == new.checksum
+    assert _versioned_events(run_ids[1]) == []  # identical content: nothing to train on
+    (event,) = last
+    assert (event.payload["tag"], event.payload["previous_tag"]) == (newer.tag, new.tag)
+
+
 # -- the download's retry policy ----------------------------------------------------------------
 class _Flaky(SimpleHTTPRequestHandler):
     failures: int = 0

@@ -12,6 +12,7 @@ FLOWS = [
     ("flows.build_image", "build_model_image", "build-model-image"),
     ("flows.deploy", "deploy_model", "deploy-model"),
     ("flows.drift", "drift_monitoring", "drift-monitoring"),
+    ("flows.alert", "drift_alert", "drift-alert"),
     ("flows.pipeline", "mlops_pipeline", "mlops-pipeline"),
 ]
 

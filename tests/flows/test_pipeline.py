@@ -69,12 +69,19 @@ def test_every_deployment_registers_and_the_pipeline_runs_on_the_local_worker(
                 properties = deployment.parameter_openapi_schema["properties"]
                 undescribed = [k for k, v in properties.items() if not v.get("description")]
                 assert not undescribed, f"{deployment.name}: {undescribed}"
-            automations = [
-                a
-                for a in client.read_automations()
-                if "bridgeai.drift.detected" in a.trigger.expect
-            ]
-            assert automations and not any(a.enabled for a in automations)
+            # The loop's six automations exist, each for one pool, and none is on.
+            automations = {a.name: a for a in client.read_automations()}
+            loop = {n for n in automations if n.startswith("bridgeai-")}
+            assert loop == {
+                f"bridgeai-{what}-{pool}"
+                for what in (
+                    "train-on-new-data",
+                    "deploy-on-promotion",
+                    "alert-on-production-drift",
+                )
+                for pool in ("local", "kind")
+            }
+            assert not any(automations[n].enabled for n in loop)
 
             pipeline = next(
                 d

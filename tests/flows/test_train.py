@@ -28,6 +28,7 @@ from bridgeai.training.fit import TrainingParams
 from bridgeai.training.registry import format_metric
 from flows.ingest import data_ingestion
 from flows.train import TrainResult, model_training
+from tests.support.drift import wait_for_event
 from tests.support.train import MLflowProcess
 
 pytestmark = [
@@ -196,8 +197,33 @@ def test_a_better_version_takes_champion_on_a_real_mlflow_server(
     # Artifacts went through the server into the SeaweedFS bucket.
     stored = s3_storage_files(mlflow_server)
     assert any(better.run_id in p and p.endswith("feature_importance.png") for p in stored)
-    link = _artifacts(run_id)["mlflow-run"]
+    artifacts = _artifacts(run_id)
+    link = artifacts["mlflow-run"]
     assert f"({mlflow_server.url}/#/experiments/" in link.data and better.run_id in link.data
+    assert f"/#/models/{model_name}/versions/2)" in artifacts["model-version"].data
+    assert f"/#/models/{model_name}/versions/2)" in artifacts["model-promotion"].data
+    # The plots reach the Prefect UI as images the tracking server serves over HTTP.
+    import httpx
+
+    for key in ("feature-importance", "residuals"):
+        image_url = artifacts[key].data
+        assert (
+            image_url.startswith(f"{mlflow_server.url}/get-artifact?")
+            and better.run_id in image_url
+        )
+        answer = httpx.get(image_url, timeout=30)
+        assert answer.status_code == 200 and answer.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get_model_version(model_name, "2").tags["champion_since"].startswith("20")
+
+    # The decision is announced: bridgeai.model.promoted, with both scores.
+    event = wait_for_event(better.event_id)
+    assert event.event == "bridgeai.model.promoted"
+    assert event.resource.id == f"bridgeai.model-version.{model_name}.2"
+    assert event.payload["previous_champion"] == "1" and better.previous_champion == "1"
+    assert event.payload["score"] == better.metrics["rmse"]
+    assert event.payload["champion_score"] == pytest.approx(weak.metrics["rmse"])
+    assert event.payload["mlflow_block"] == names["mlflow_block"]
+    assert event.payload["data_version"] == better.data_version == "data-v1.0.0"
 
     with fluent(mlflow_server.url):
         pyfunc = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
@@ -211,6 +237,99 @@ def test_a_better_version_takes_champion_on_a_real_mlflow_server(
     assert str(client.get_model_version_by_alias(model_name, "challenger").version) == "3"
     tags = client.get_model_version(model_name, "3").tags
     assert float(tags["gate_champion_score"]) == float(tags["gate_score"]) == better.metrics["rmse"]
+    assert "champion_since" not in tags
+    rejected = wait_for_event(again.event_id)
+    assert rejected.event == "bridgeai.model.rejected"
+    assert rejected.payload["model_version"] == "3" and rejected.payload["previous_champion"] == "2"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_two_promotions_cannot_race_on_the_champion_alias(
+    tmp_path: Path,
+    s3_storage: ObjectStorage,
+    mlflow_server: MLflowProcess,
+) -> None:
+    """Two trainings that reach the gate together are gated one after the other.
+
+    The test holds the bridgeai-champion lock while both trainings log their runs, so both wait
+    at the gate; released, the second one gated compares with the first one's outcome, never
+    with the old champion both started from.
+    """
+    import threading
+    import time
+
+    from prefect.concurrency.sync import concurrency
+
+    from flows._locks import CHAMPION_LOCK, ensure_limit
+
+    experiment = _name("experiment")
+    names = _blocks(tmp_path, s3_storage, mlflow_server.block(experiment=experiment))
+    model_name = f"house_price_{secrets.token_hex(4)}"
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    housing_frame(150, seed=51).write_csv(small)
+    housing_frame(600, seed=52).write_csv(large)
+    common = {
+        "storage_block": names["storage_block"],
+        "repository_block": names["repository_block"],
+    }
+    first = data_ingestion(source=str(small), **common)
+    weak, _ = _train(
+        names,
+        data_version=first.tag,
+        params=TrainingParams(linear_baseline=False, num_boost_round=2),
+        registered_model=model_name,
+    )
+    assert weak.model_version == "1" and weak.promoted
+    second = data_ingestion(source=str(large), **common)
+
+    client = MLflowServer.load(names["mlflow_block"]).client()
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    results: dict[str, TrainResult] = {}
+    errors: list[BaseException] = []
+
+    def train(key: str, params: TrainingParams) -> None:
+        try:
+            results[key] = _train(
+                names, data_version=second.tag, params=params, registered_model=model_name
+            )[0]
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    ensure_limit(CHAMPION_LOCK)
+    threads = [
+        threading.Thread(target=train, args=("a", TrainingParams())),
+        threading.Thread(target=train, args=("b", TrainingParams(num_leaves=4))),
+    ]
+    try:  # a failure here must not leave the trainings running into the next test
+        with concurrency(CHAMPION_LOCK, occupy=1, strict=True):
+            for thread in threads:
+                thread.start()
+            query = f"tags.data_version = '{second.tag}' and attributes.status = 'FINISHED'"
+            deadline = time.monotonic() + 600
+            while len(client.search_runs([experiment_id], query)) < 2 and not errors:
+                assert time.monotonic() < deadline, "the two trainings never finished logging"
+                time.sleep(1)
+            assert not errors, errors
+            # Both are at the gate; while the lock is held neither registers a version.
+            time.sleep(5)
+            versions = client.search_model_versions(f"name = '{model_name}'")
+            assert [v.version for v in versions] == ["1"], "a gate ran without the champion lock"
+    finally:
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(timeout=600)
+    assert not errors, errors
+    gated_first, gated_second = sorted(results.values(), key=lambda r: int(r.model_version))
+    assert gated_first.previous_champion == "1"
+    expected = gated_first.model_version if gated_first.promoted else "1"
+    assert gated_second.previous_champion == expected
+    # The alias is where the last decision put it (both were scored on the same test split).
+    champion = client.get_model_version_by_alias(model_name, "champion")
+    holder = next((r for r in (gated_second, gated_first) if r.promoted), weak)
+    assert str(champion.version) == holder.model_version
+    if gated_first.promoted and gated_second.promoted:
+        assert gated_second.metrics["rmse"] < gated_first.metrics["rmse"]
 
 
 def s3_storage_files(server: MLflowProcess) -> list[str]:

@@ -61,7 +61,10 @@ class DriftResult(BaseModel):
     report_uri: str | None = Field(default=None, description="fsspec URI of the HTML report")
     json_uri: str | None = Field(default=None, description="fsspec URI of the JSON report")
     report_url: str | None = Field(
-        default=None, description="A link to open the HTML (file:// or the S3 endpoint URL)"
+        default=None, description="A link to open the HTML (file://, or a presigned S3 URL)"
+    )
+    report_url_expires_at: datetime | None = Field(
+        default=None, description="When the presigned report_url expires (None: no expiry)"
     )
     report_sample_rows: int | None = Field(
         default=None,

@@ -1,13 +1,15 @@
 """Storing drift reports: ``report_<YYYYmmdd_HHMMSS>.html`` and ``.json`` in the reports bucket.
 
 A copy is kept under ``$BRIDGEAI_HOME/drift/reports`` until both uploads succeed, so a report is
-never lost to a storage outage.
+never lost to a storage outage. The bucket stays private: the link a browser opens is a presigned
+URL (S3 signature version 4) that expires after ``link_seconds`` (7 days at most, SigV4's limit),
+and the expiry is returned with it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,19 @@ from pydantic import BaseModel, Field
 from bridgeai.drift.report import RenderedReport
 from bridgeai.paths import home_dir
 
+#: The longest a presigned link can live (SigV4 refuses more): 7 days.
+MAX_LINK_SECONDS = 7 * 24 * 3600
+
 
 class ReportLocation(BaseModel):
     """Where a stored report is."""
 
     report_uri: str = Field(description="fsspec URI of the HTML")
     json_uri: str = Field(description="fsspec URI of the JSON")
-    report_url: str = Field(description="A link a browser can open")
+    report_url: str = Field(description="A link a browser can open (presigned for S3)")
+    report_url_expires_at: datetime | None = Field(
+        default=None, description="When the presigned link stops working (None: a local file)"
+    )
 
 
 def report_keys(now: datetime | None = None, attempt: int = 0) -> tuple[str, str]:
@@ -33,7 +41,10 @@ def report_keys(now: datetime | None = None, attempt: int = 0) -> tuple[str, str
 
 
 def upload_report(
-    storage: Any, report: RenderedReport, now: datetime | None = None
+    storage: Any,
+    report: RenderedReport,
+    now: datetime | None = None,
+    link_seconds: int = MAX_LINK_SECONDS,
 ) -> ReportLocation:
     """Store the HTML and JSON in the storage block's reports bucket.
 
@@ -45,11 +56,14 @@ def upload_report(
         storage: an ``ObjectStorage`` block (``blocks.ObjectStorage``).
         report: the rendered report.
         now: the report's timestamp (default: now, UTC).
+        link_seconds: lifetime of the presigned link, 1 s to 7 days.
 
     Raises:
+        ValueError: ``link_seconds`` is out of range.
         OSError: the storage refused or could not be reached; the message says where the
             local copy is.
     """
+    _check_link_seconds(link_seconds)
     now = now or datetime.now(UTC)
     html_key, json_key = report_keys(now)
     digest = hashlib.sha256(report.html.encode()).hexdigest()[:12]
@@ -75,8 +89,9 @@ def upload_report(
         ) from exc
     html_copy.unlink(missing_ok=True)
     json_copy.unlink(missing_ok=True)
+    url, expires = browsable_url(storage, html_key, expires_in=link_seconds)
     return ReportLocation(
-        report_uri=html_uri, json_uri=json_uri, report_url=browsable_url(storage, html_key)
+        report_uri=html_uri, json_uri=json_uri, report_url=url, report_url_expires_at=expires
     )
 
 
@@ -88,8 +103,40 @@ def _put(fs: Any, storage: Any, uri: str, source: Path, content_type: str) -> No
         fs.pipe_file(uri, source.read_bytes(), ContentType=content_type)
 
 
-def browsable_url(storage: Any, key: str) -> str:
-    """A link to ``key`` in the reports bucket: ``file://`` locally, else the S3 endpoint URL."""
+def browsable_url(
+    storage: Any, key: str, *, expires_in: int = MAX_LINK_SECONDS
+) -> tuple[str, datetime | None]:
+    """A link to ``key`` in the reports bucket a browser can open, and when it expires.
+
+    Locally that is the ``file://`` URI (no expiry). For S3 it is a presigned ``GET`` URL
+    (SigV4, path-style, so it works for MinIO and SeaweedFS endpoints as for AWS): anyone with
+    the link can read this one object until it expires; the bucket itself stays private.
+
+    Raises:
+        ValueError: ``expires_in`` is out of range.
+    """
+    _check_link_seconds(expires_in)
     if storage.is_local:
-        return str(storage.uri(storage.reports_bucket, key))
-    return f"{str(storage.endpoint_url).rstrip('/')}/{storage.reports_bucket}/{key}"
+        return str(storage.uri(storage.reports_bucket, key)), None
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        **storage.boto3_kwargs(),
+    )
+    signed_at = datetime.now(UTC)
+    url = client.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": storage.reports_bucket, "Key": key},
+        ExpiresIn=expires_in,
+    )
+    return str(url), (signed_at + timedelta(seconds=expires_in)).replace(microsecond=0)
+
+
+def _check_link_seconds(seconds: int) -> None:
+    if not 1 <= seconds <= MAX_LINK_SECONDS:
+        raise ValueError(
+            f"a presigned report link lives 1 s to 7 days ({MAX_LINK_SECONDS} s), not {seconds} s"
+        )

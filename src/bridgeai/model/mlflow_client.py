@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bridgeai.model.mlflow_store import prepare_sqlite_store
 from bridgeai.paths import embedded_mlflow_uri
@@ -73,7 +74,45 @@ def fluent(tracking_uri: str) -> Iterator[None]:
 
     Afterwards MLflow's globals, and the ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``
     variables it mirrors them into, are as they were (unset when they were unset).
+
+    The globals are the process's, so threads share them: threads asking for the same URI share
+    one pointing (restored when the last leaves), and a thread asking for another URI waits
+    until they have left. Without that, the first thread to leave put the URI back under the
+    others' open runs (two trainings in one process failed with "Run ... not found").
+    A thread already inside may nest another URI; that inner block is its own.
     """
+    me = threading.get_ident()
+    with _FLUENT:
+        nested = me in _fluent_holders and _fluent_uri[0] != tracking_uri
+        while not nested and _fluent_holders and _fluent_uri[0] != tracking_uri:
+            _FLUENT.wait()
+        if nested or not _fluent_holders:
+            saved = _point(tracking_uri)
+        if not nested:
+            if not _fluent_holders:
+                _fluent_uri[:] = [tracking_uri, saved]
+            _fluent_holders.append(me)
+    try:
+        with progress_bars_in_terminals_only():
+            yield
+    finally:
+        with _FLUENT:
+            if nested:
+                _restore(saved)
+            else:
+                _fluent_holders.remove(me)
+                if not _fluent_holders:
+                    _restore(_fluent_uri[1])
+                    _fluent_uri[:] = [None, None]
+                    _FLUENT.notify_all()
+
+
+_FLUENT = threading.Condition()
+_fluent_holders: list[int] = []  # one entry per open block (a thread may hold several)
+_fluent_uri: list[Any] = [None, None]  # [the URI they share, what to restore]
+
+
+def _point(tracking_uri: str) -> tuple[Any, ...]:
     import mlflow
     from mlflow.tracking._model_registry import utils as registry_state
     from mlflow.tracking._tracking_service import utils as tracking_state
@@ -82,17 +121,21 @@ def fluent(tracking_uri: str) -> Iterator[None]:
     environment = {name: os.environ.get(name) for name in (TRACKING_URI_ENV, _REGISTRY_URI_ENV)}
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    try:
-        with progress_bars_in_terminals_only():
-            yield
-    finally:
-        mlflow.set_tracking_uri(before[0])  # type: ignore[arg-type]  # None: back to unset
-        registry_state._registry_uri = before[1]
-        for name, value in environment.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return before, environment
+
+
+def _restore(saved: tuple[Any, ...]) -> None:
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_state
+
+    before, environment = saved
+    mlflow.set_tracking_uri(before[0])  # None: back to unset
+    registry_state._registry_uri = before[1]
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @contextlib.contextmanager

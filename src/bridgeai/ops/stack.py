@@ -343,6 +343,8 @@ class Stack:
         }
         if server:
             env["PREFECT_API_URL"] = ""
+            # The UI asks /ui-settings where the API is; `--port` alone leaves it at 4200.
+            env["PREFECT_UI_API_URL"] = self.urls()["prefect-api"]
         return env
 
     def object_storage(self) -> Any:

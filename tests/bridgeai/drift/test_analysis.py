@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -268,6 +268,7 @@ def test_report_is_stored_locally_with_timestamped_keys() -> None:
     assert first.json_uri.endswith("/evidently-reports/report_20250517_083005.json")
     assert second.report_uri.endswith("/report_20250517_083005_2.html")
     assert first.report_url == first.report_uri and first.report_url.startswith("file://")
+    assert first.report_url_expires_at is None  # a local file does not expire
     assert Path(first.report_uri.removeprefix("file://")).read_text() == report.html
     assert result.status == "compared"
 
@@ -302,7 +303,22 @@ def test_report_is_uploaded_to_s3_and_opens_in_a_browser_offline(
     key = location.report_uri.rsplit("/", 1)[1]
     assert re.fullmatch(r"report_\d{8}_\d{6}\.html", key)
     assert location.report_uri == f"s3://{s3_storage.reports_bucket}/{key}"
-    assert location.report_url == f"{s3_storage.endpoint_url}/{s3_storage.reports_bucket}/{key}"
+    # The bucket is private: the bare object URL is refused, the presigned link opens (for a
+    # week, as it says), served as HTML.
+    import httpx
+
+    bare = f"{s3_storage.endpoint_url}/{s3_storage.reports_bucket}/{key}"
+    assert location.report_url.startswith(f"{bare}?") and "X-Amz-Signature=" in location.report_url
+    assert "X-Amz-Expires=604800" in location.report_url
+    expires = location.report_url_expires_at
+    assert expires is not None
+    assert (
+        timedelta(days=7) - timedelta(minutes=5) < expires - datetime.now(UTC) <= timedelta(days=7)
+    )
+    assert httpx.get(bare, timeout=30).status_code == 403
+    opened = httpx.get(location.report_url, timeout=30)
+    assert opened.status_code == 200 and opened.headers["content-type"].startswith("text/html")
+    assert s3_storage.secret_access_key.get_secret_value() not in location.report_url
     import boto3
 
     s3 = boto3.client("s3", **s3_storage.boto3_kwargs())
@@ -326,3 +342,12 @@ def test_report_is_uploaded_to_s3_and_opens_in_a_browser_offline(
     assert "Drifted Columns" in page.text
     assert re.search(r"price\s+target\s+K-S p_value", page.text)
     assert (ARTIFACTS / "drift" / "old-vs-new.png").stat().st_size > 20_000
+
+
+def test_a_report_link_lives_one_second_to_seven_days() -> None:
+    from blocks import ObjectStorage
+
+    report = drift_report.RenderedReport(html="<html>r</html>", json="{}", sample_rows=None)
+    for seconds in (0, 7 * 24 * 3600 + 1):
+        with pytest.raises(ValueError, match="a presigned report link lives 1 s to 7 days"):
+            report_storage.upload_report(ObjectStorage(), report, link_seconds=seconds)

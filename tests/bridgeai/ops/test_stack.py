@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bridgeai import procs
@@ -51,6 +52,11 @@ def test_stack_up_runs_a_flow_on_the_local_pool_and_down_frees_every_port(tmp_pa
         assert api in lines
         assert "export AWS_SECRET_ACCESS_KEY=" in lines
         stack_env = exported(env)
+        # The Prefect UI is told where its API is (with --port alone it asks port 4200).
+        settings = httpx.get(
+            f"http://127.0.0.1:{env['BRIDGEAI_PREFECT_PORT']}/ui-settings", timeout=30
+        ).json()
+        assert settings["api_url"] == stack_env["PREFECT_API_URL"], settings
 
         # The secret lives only in the stack folder's 0600 files, never in a log.
         secret = stack_env["AWS_SECRET_ACCESS_KEY"]
