@@ -183,9 +183,7 @@ def drift_monitoring(
     ] = "bridgeai",
     database_block: Annotated[
         str,
-        Field(
-            description="PredictionDatabase block: the prediction log read in production mode."
-        ),
+        Field(description="PredictionDatabase block: the prediction log read in production mode."),
     ] = "bridgeai",
 ) -> DriftResult:
     """Compare current data with the reference, store an Evidently report, alert on drift.

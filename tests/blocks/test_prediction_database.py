@@ -76,7 +76,9 @@ def test_the_block_reads_a_real_prediction_log_with_pgpassword(
     prediction_log.migrate(engine)
     engine.dispose()
     full = make_url(pg_database_url)
-    bare = PredictionDatabase(url=full._replace(password=None).render_as_string(hide_password=False))
+    bare = PredictionDatabase(
+        url=full._replace(password=None).render_as_string(hide_password=False)
+    )
     now = datetime.now(UTC)
     monkeypatch.setenv("PGPASSWORD", "wrong-password")
     with pytest.raises(prediction_log.PredictionLogError):
