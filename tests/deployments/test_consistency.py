@@ -25,13 +25,17 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.deployment_config import (
+    DEPLOYMENTS,
+    TEMPLATE,
+    VALUES,
+    env_entries,
+    secret_refs,
+    secrets_created,
+    variables_set,
+)
 from tests.support.env import REPO_ROOT
 
-DEPLOYMENTS = REPO_ROOT / "deployments"
-TEMPLATE = DEPLOYMENTS / "work-pools" / "kubernetes.json"
-MANIFESTS = sorted((DEPLOYMENTS / "kind" / "manifests").glob("*.yaml"))
-VALUES = sorted((DEPLOYMENTS / "kind" / "values").glob("*.yaml"))
-UP_SH = DEPLOYMENTS / "kind" / "up.sh"
 FLOW_RUNNER_DOCKERFILE = DEPLOYMENTS / "docker" / "flow-runner.Dockerfile"
 
 #: Variables our templates may set for a library or an image to read, and who reads them.
@@ -69,74 +73,6 @@ BLOCK_PARAMETERS = {
     "repository_block": "DataRepository",
     "database_block": "PredictionDatabase",
 }
-
-
-# -- what the deployments set ----------------------------------------------------------------
-def _documents() -> list[tuple[str, Any]]:
-    docs: list[tuple[str, Any]] = [(TEMPLATE.name, json.loads(TEMPLATE.read_text()))]
-    for path in [*MANIFESTS, *VALUES]:
-        docs += [(path.name, d) for d in yaml.safe_load_all(path.read_text()) if d]
-    prefect_yaml = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
-    for deployment in prefect_yaml["deployments"]:
-        env = (deployment["work_pool"].get("job_variables") or {}).get("env") or {}
-        docs.append((f"prefect.yaml {deployment['entrypoint']}", {"env": [
-            {"name": k, "value": v} for k, v in env.items()
-        ]}))  # fmt: skip
-    return docs
-
-
-def _env_entries(node: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "env" and isinstance(value, list):
-                found += [e for e in value if isinstance(e, dict) and "name" in e]
-            else:
-                found += _env_entries(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += _env_entries(value)
-    return found
-
-
-def variables_set() -> dict[str, set[str]]:
-    """Variable name -> the files that set it."""
-    out: dict[str, set[str]] = {}
-    for where, doc in _documents():
-        for entry in _env_entries(doc):
-            out.setdefault(entry["name"], set()).add(where)
-    return out
-
-
-def secret_refs(optional: bool | None = None) -> set[tuple[str, str]]:
-    """(Secret, key) of every ``secretKeyRef``; ``optional`` filters on the flag."""
-    refs: set[tuple[str, str]] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            ref = node.get("secretKeyRef")
-            if isinstance(ref, dict) and (
-                optional is None or bool(ref.get("optional")) == optional
-            ):
-                refs.add((ref["name"], ref["key"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for _, doc in _documents():
-        walk(doc)
-    return refs
-
-
-def secrets_created() -> dict[str, set[str]]:
-    """Secret -> keys, as ``up.sh``'s ``apply_secret`` lines create them."""
-    created: dict[str, set[str]] = {}
-    text = UP_SH.read_text().replace("\\\n", " ")  # join continued lines
-    for match in re.finditer(r"^\s*apply_secret (\S+)((?: +\"[^\"]*\")+)", text, re.M):
-        created.setdefault(match[1], set()).update(re.findall(r'"([\w.-]+)=', match[2]))
-    return created
 
 
 # -- what our code reads ------------------------------------------------------------------------
@@ -272,7 +208,7 @@ def test_every_block_a_kind_flow_loads_is_saved_by_configure_blocks(prefect_harn
         assert module.main(["--name", "kind-consistency"]) == 0
     finally:
         os.environ.pop("BRIDGEAI_GIT_TOKEN")
-    template_env = {e["name"] for e in _env_entries(json.loads(TEMPLATE.read_text()))}
+    template_env = {e["name"] for e in env_entries(json.loads(TEMPLATE.read_text()))}
     for class_name in sorted(needed):
         block = getattr(blocks, class_name).load("kind-consistency")
         for field_name, value in block:
@@ -285,7 +221,7 @@ def test_every_block_a_kind_flow_loads_is_saved_by_configure_blocks(prefect_harn
 
 def test_variables_the_flow_runner_needs_are_set_by_its_image_or_template() -> None:
     dockerfile = FLOW_RUNNER_DOCKERFILE.read_text()
-    template_env = {e["name"] for e in _env_entries(json.loads(TEMPLATE.read_text()))}
+    template_env = {e["name"] for e in env_entries(json.loads(TEMPLATE.read_text()))}
     # BRIDGEAI_HOME: pod-local scratch; the model image's template and base for build-model-image.
     assert "BRIDGEAI_HOME" in template_env
     for variable in ("BRIDGEAI_MODEL_IMAGE_DIR", "BRIDGEAI_BASE_IMAGE"):

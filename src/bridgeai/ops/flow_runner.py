@@ -10,7 +10,8 @@ module prepares its context on the host and drives the build and the push:
   dependencies without the dev tools;
 * ``project/``: a wheel of ``bridgeai``, ``flows`` and ``blocks`` with the ``bridgeai`` command;
 * ``app/``: ``flows/``, ``blocks/``, ``prefect.yaml`` and ``deployments/model-image/`` at the paths
-  ``prefect.yaml``'s kind deployments expect under ``/opt/bridgeai``.
+  ``prefect.yaml``'s kind deployments expect under ``/opt/bridgeai``;
+* ``tools/uv``: the uv binary ``make sync`` uses, which installs the wheels in the build stage.
 
 The same context gives the same bytes (wheels are written reproducibly), so Docker's layer cache
 keeps the dependency layer until ``uv.lock`` changes, and the image tag is the context's digest.
@@ -197,6 +198,9 @@ def write_context(
     project = dest / "project"
     project.mkdir(exist_ok=True)
     project_wheel(project, checkout)
+    tools = dest / "tools"
+    tools.mkdir(exist_ok=True)
+    shutil.copy2(uv_binary(checkout), tools / "uv")
     app = dest / "app"
     for relative in _APP_FILES:
         source, target = checkout / relative, app / relative
@@ -206,6 +210,18 @@ def write_context(
         else:
             shutil.copy2(source, target)
     return dest
+
+
+def uv_binary(checkout: Path = CHECKOUT) -> Path:
+    """The uv executable: ``$UV``, ``uv`` on PATH, else the one ``make sync`` put in ``.tools``.
+
+    Raises:
+        FlowRunnerImageError: none is found.
+    """
+    for candidate in (os.environ.get("UV"), shutil.which("uv"), checkout / ".tools" / "bin" / "uv"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).resolve()
+    raise FlowRunnerImageError("uv is not installed: run `make sync` (it installs uv if missing)")
 
 
 def context_digest(context: Path) -> str:

@@ -12,7 +12,10 @@ flow run:
   the waiting reason and the kubelet's message, for a missing Secret or key also which keys
   the container asks for and how to create them; a container killed for memory with its limit;
 * when the Job fails (its deadline, its back-off limit) while the run is not final, sets the run
-  Crashed with a message that says why (the Job's reason and the pod's last problem).
+  Crashed with a message that says why (the Job's reason and the pod's last problem);
+* deletes the Job of a run that ended Cancelled (or stayed Cancelling over a minute): the worker
+  deletes only the Jobs of runs that had not started, and a running run's own runner stops the
+  flow but leaves its Job and pod behind.
 
 Run it in the cluster (in-cluster credentials, ``PREFECT_API_URL``) with
 ``python -m bridgeai.ops.job_reporter --namespace bridgeai``.
@@ -154,6 +157,9 @@ class Reporter:
     _logged: set[tuple[str, str]] = field(default_factory=set)
     _last_problem: dict[str, Problem] = field(default_factory=dict)
     _crashed: set[str] = field(default_factory=set)
+    _settled: set[str] = field(default_factory=set)
+    _cancelling_since: dict[str, float] = field(default_factory=dict)
+    cancel_grace: float = 60.0
 
     def _list(self, call: Any) -> list[dict[str, Any]]:
         listing = call(self.namespace, label_selector=FLOW_RUN_LABEL)
@@ -186,6 +192,30 @@ class Reporter:
             if problem is not None:
                 message += f"; {problem.text()}"
             self._crash(run_id, message)
+        for job in self._list(self.batch.list_namespaced_job):
+            self._clean_up_cancelled(job)
+
+    def _clean_up_cancelled(self, job: Mapping[str, Any]) -> None:
+        meta = job.get("metadata", {})
+        run_id = (meta.get("labels") or {}).get(FLOW_RUN_LABEL)
+        uid = meta.get("uid", meta.get("name", ""))
+        if not run_id or uid in self._settled or meta.get("deletionTimestamp"):
+            return
+        state = self.prefect.read_flow_run(uuid.UUID(run_id)).state
+        if state is None:
+            return
+        cancelling_too_long = False
+        if state.is_cancelling():
+            since = self._cancelling_since.setdefault(uid, time.monotonic())
+            cancelling_too_long = time.monotonic() - since > self.cancel_grace
+        if state.is_cancelled() or cancelling_too_long:
+            self._settled.add(uid)
+            self.batch.delete_namespaced_job(
+                meta["name"], self.namespace, propagation_policy="Background"
+            )
+            self._log(run_id, f"Kubernetes: deleted Job {meta['name']} of the cancelled run")
+        elif state.is_final():
+            self._settled.add(uid)
 
     def _log(self, run_id: str, message: str) -> None:
         from prefect.client.schemas.actions import LogCreate
