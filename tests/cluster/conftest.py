@@ -14,7 +14,7 @@ import pytest
 from tests.support.cluster.cluster import ClusterImages, SimulatedCluster
 from tests.support.env import require
 
-#: Made by .ci/docker.sh from the offline Python base (deployments/docker/flow-runner-base.Dockerfile).
+#: Made by .ci/docker.sh from the offline Python base (flow-runner-base.Dockerfile).
 FLOW_RUNNER_BASE = "bridgeai/flow-runner-base:bookworm"
 
 
@@ -70,3 +70,17 @@ def housing_sources(sim_cluster: SimulatedCluster, shared_data: Path) -> dict[st
         fs.put(str(shared_data / name), f"s3://artifacts/sources/{name}")
         sources[name] = f"s3://artifacts/sources/{name}"
     return sources
+
+
+#: The modules run in this order, whatever order they are collected in: the simulation's own
+#: checks first, then the pipeline (which makes data-v1.0.0 and model version 1), the stages
+#: (which build on them), and the failures (which need a trained model to cancel).
+ORDER = ("test_simulation", "test_pipeline", "test_stages", "test_failures")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        return ORDER.index(name) if name in ORDER else len(ORDER)
+
+    items.sort(key=rank)

@@ -9,6 +9,7 @@ pod in ``CreateContainerConfigError`` with the kubelet's message; logs come from
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import threading
@@ -39,7 +40,8 @@ def _server_pod(name: str, image: str, labels: dict, port: int = 8080) -> dict:
         "        body = socket.gethostname().encode()\n"
         "        self.send_response(200); self.send_header('Content-Length', str(len(body)))\n"
         "        self.end_headers(); self.wfile.write(body)\n"
-        f"print('serving', flush=True); http.server.HTTPServer(('0.0.0.0', {port}), H).serve_forever()\n"
+        "print('serving', flush=True)\n"
+        f"http.server.HTTPServer(('0.0.0.0', {port}), H).serve_forever()\n"
     )
     return {
         "apiVersion": "v1",
@@ -67,7 +69,8 @@ def _wait(predicate, timeout: float) -> bool:
 
 def _ready(core, name: str) -> bool:
     pod = core.read_namespaced_pod(name, NS)
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def test_generate_name_and_a_label_selected_watch(sim_cluster: SimulatedCluster, core) -> None:
@@ -130,7 +133,8 @@ def test_pods_have_their_own_network_and_services_balance_over_them(
                     "import urllib.request, socket\n"
                     "print(urllib.request.urlopen('http://sim-web.bridgeai.svc.cluster.local/').read().decode())\n"
                     "s = socket.socket()\n"
-                    f"print('host registry reachable:', s.connect_ex(('127.0.0.1', {sim_cluster.registry.rsplit(':', 1)[1]})) == 0)\n"],
+                    f"port = {sim_cluster.registry.rsplit(':', 1)[1]}\n"
+                    "print('host registry reachable:', s.connect_ex(('127.0.0.1', port)) == 0)\n"],
             }]},
         }  # fmt: skip
         core.create_namespaced_pod(NS, client_pod)
@@ -141,8 +145,11 @@ def test_pods_have_their_own_network_and_services_balance_over_them(
         assert log.splitlines()[0] in {"web-a", "web-b"}
         assert "host registry reachable: False" in log
     finally:
+        from kubernetes.client.exceptions import ApiException
+
         for name in ("web-a", "web-b", "sim-client"):
-            core.delete_namespaced_pod(name, NS)
+            with contextlib.suppress(ApiException):
+                core.delete_namespaced_pod(name, NS)
         core.delete_namespaced_service("sim-web", NS)
 
 
@@ -154,7 +161,8 @@ def test_a_missing_secret_key_is_the_kubelets_create_container_config_error(
         "metadata": {"name": "sim-needs-key"},
         "spec": {"containers": [{
             "name": "app", "image": sim_cluster.images.sandbox, "command": ["true"],
-            "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "sim-partial", "key": "absent"}}}],
+            "env": [{"name": "X", "valueFrom": {
+                "secretKeyRef": {"name": "sim-partial", "key": "absent"}}}],
         }]},
     }  # fmt: skip
     core.create_namespaced_pod(NS, pod)

@@ -53,6 +53,8 @@ LIBRARY_VARIABLES = {
     "PGDATA": "the postgres image",
     "PREFECT_API_URL": "prefect",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "prefect server",
+    "PREFECT_WORKER_ENABLE_CANCELLATION": "prefect worker",
+    "PREFECT_WORKER_CANCELLATION_POLL_SECONDS": "prefect worker",
     "DOCKER_HOST": "the docker SDK",
 }
 

@@ -96,6 +96,7 @@ FRAGMENTS = [
     ("prefect-server", ("server", "resources"), "io.k8s.api.core.v1.ResourceRequirements"),
     ("prefect-server", ("server", "env"), "io.k8s.api.core.v1.EnvVar[]"),
     ("prefect-worker", ("worker", "resources"), "io.k8s.api.core.v1.ResourceRequirements"),
+    ("prefect-worker", ("worker", "extraEnvVars"), "io.k8s.api.core.v1.EnvVar[]"),
 ]  # fmt: skip
 
 

@@ -113,12 +113,17 @@ def diagnose(pod: Mapping[str, Any]) -> Problem | None:
         terminated = state.get("terminated") or {}
         if terminated.get("reason") == "OOMKilled":
             limit = _memory_limit(pod, container.get("name"))
+            code = terminated.get("exitCode")
+            who = (
+                f"container {container.get('name')!r} was killed for memory (exit code {code}"
+                if code == 137
+                else f"a process in container {container.get('name')!r} was killed for memory "
+                f"(the container exited with code {code}"
+            )
             return Problem(
                 name,
                 "OOMKilled",
-                f"container {container.get('name')!r} was killed for memory (exit code "
-                f"{terminated.get('exitCode')}, memory limit {limit}): raise the deployment's "
-                "memory_limit job variable",
+                f"{who}, memory limit {limit}): raise the deployment's memory_limit job variable",
             )
         code = terminated.get("exitCode", 0)
         if terminated and code != 0:
@@ -214,6 +219,14 @@ class Reporter:
                 meta["name"], self.namespace, propagation_policy="Background"
             )
             self._log(run_id, f"Kubernetes: deleted Job {meta['name']} of the cancelled run")
+            if cancelling_too_long:  # nobody else will: the run's pod never reported back
+                from prefect.states import Cancelled
+
+                self.prefect.set_flow_run_state(
+                    uuid.UUID(run_id),
+                    Cancelled(message=f"cancelled; Kubernetes Job {meta['name']} deleted"),
+                    force=True,
+                )
         elif state.is_final():
             self._settled.add(uid)
 
@@ -278,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between passes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one request per run every pass
     logger.info("reporting on flow-run pods in namespace %s", args.namespace)
     run(args.namespace, args.interval)
     return 0

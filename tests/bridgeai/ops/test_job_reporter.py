@@ -61,6 +61,8 @@ def test_an_oom_kill_says_the_limit_and_a_clean_exit_is_no_problem() -> None:
     problem = diagnose(_pod(killed, limits={"memory": "256Mi"}))
     assert problem is not None and problem.reason == "OOMKilled"
     assert "memory limit 256Mi" in problem.message and "exit code 137" in problem.message
+    child = diagnose(_pod({"terminated": {"reason": "OOMKilled", "exitCode": 0}}))
+    assert child is not None and "a process in container 'prefect-job' was killed" in child.message
     assert diagnose(_pod({"terminated": {"reason": "Completed", "exitCode": 0}})) is None
     assert diagnose(_pod({"running": {"startedAt": "2026-01-01T00:00:00Z"}})) is None
     failed = diagnose(_pod({"terminated": {"reason": "Error", "exitCode": 3}}))

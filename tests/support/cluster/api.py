@@ -249,7 +249,7 @@ def json_patch(target: Any, operations: Iterable[Mapping[str, Any]]) -> Any:
 
 
 # -- the server ---------------------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)  # one per watch request, kept in a set
 class _Watcher:
     resource: Any
     namespace: str | None
@@ -366,6 +366,8 @@ class SimulatedAPI(KubernetesEmulator):
             generation=1,
         )
         meta.pop("deletionTimestamp", None)
+        if key == "v1/pods":
+            obj.setdefault("status", {}).setdefault("phase", "Pending")
         storage_key = (res, namespace, meta["name"])
         if storage_key in set(self._objects.keys()):
             self._objects[storage_key].create(obj)

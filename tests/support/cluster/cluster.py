@@ -18,7 +18,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import secrets
 import socket
 import time
@@ -84,7 +83,7 @@ class SimulatedCluster:
     timings: dict[str, float] = field(default_factory=dict)
     _tasks: list[Any] = field(default_factory=list)
 
-    # -- addresses ------------------------------------------------------------------------------
+    # -- addresses --------------------------------------------------------------------------------
     @property
     def registry_namespace(self) -> str:
         return f"sim-{self.session}"
@@ -125,7 +124,7 @@ class SimulatedCluster:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
 
-    # -- bring-up -------------------------------------------------------------------------------
+    # -- bring-up ---------------------------------------------------------------------------------
     def start(self) -> None:
         started = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -153,7 +152,7 @@ class SimulatedCluster:
             ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
              "kubernetes.default.svc.cluster.local", "localhost"],
         )  # fmt: skip
-        ca_file, cert, key = ca.write(self.root / "pki")
+        _, cert, key = ca.write(self.root / "pki")
         self.server = ApiServer("127.0.0.1", port, cert, key)
         self.server.start()
         self._write_kubeconfig(ca.ca_pem, port)
@@ -205,7 +204,7 @@ class SimulatedCluster:
             "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 443}],
                      "clusterIP": api_address},
         })  # fmt: skip
-        self.names.names.update({f"kubernetes.default.svc.cluster.local": api_address})
+        self.names.names.update({"kubernetes.default.svc.cluster.local": api_address})
 
     def _write_kubeconfig(self, ca_pem: bytes, port: int) -> None:
         config = {
@@ -229,7 +228,7 @@ class SimulatedCluster:
         found = self.stand_ins.get(service)
         return bool(found and found.healthy())
 
-    # -- Secrets (as up.sh) -------------------------------------------------------------------------
+    # -- Secrets (as up.sh) -----------------------------------------------------------------------
     def _create_secrets(self) -> None:
         from tests.support.deployment_config import secrets_created
 
@@ -268,7 +267,7 @@ class SimulatedCluster:
     def delete_secret(self, name: str, namespace: str = NAMESPACE) -> None:
         self.call(self.api.remove, "v1/secrets", namespace, name)
 
-    # -- stand-ins ----------------------------------------------------------------------------------
+    # -- stand-ins --------------------------------------------------------------------------------
     def _register_stand_in_service(self, name: str, port: int, target: int | None = None) -> str:
         address = self.address(name)
         backend = {port: (address, target or port)}
@@ -341,7 +340,7 @@ class SimulatedCluster:
             self.root / "prefect-server", prefect_address, database
         )
 
-    # -- Prefect: pools, blocks, deployments (as up.sh) ---------------------------------------------
+    # -- Prefect: pools, blocks, deployments (as up.sh) -------------------------------------------
     def _prefect_setup(self) -> None:
         env = {**self.env(), "PREFECT_HOME": str(self.root / "prefect-client")}
         standins.run(
@@ -373,12 +372,14 @@ class SimulatedCluster:
         from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings({PREFECT_API_URL: self.prefect_api}):
-            with get_client(sync_client=True) as client:
-                deployment = client.read_deployment_by_name(name)
+        with (
+            temporary_settings({PREFECT_API_URL: self.prefect_api}),
+            get_client(sync_client=True) as client,
+        ):
+            deployment = client.read_deployment_by_name(name)
         return str(deployment.job_variables["image"])
 
-    # -- manifests (as up.sh's kubectl apply) --------------------------------------------------------
+    # -- manifests (as up.sh's kubectl apply) -----------------------------------------------------
     def apply(self, document: dict[str, Any]) -> None:
         """Create one object of a manifest (Namespaces are implicit in the simulated API)."""
         if document["kind"] == "Namespace":
@@ -421,18 +422,21 @@ class SimulatedCluster:
                          "ports": [{"port": 9000 if service == "minio" else 4200}]},
             })  # fmt: skip
 
-    # -- the worker ---------------------------------------------------------------------------------
+    # -- the worker -------------------------------------------------------------------------------
     def _start_worker(self) -> None:
         home = self.root / "worker-home"
         home.mkdir(parents=True, exist_ok=True)
         log_file = self.root / "worker.log"
+        # The chart's environment for the worker (values/prefect-worker.yaml).
+        values = yaml.safe_load((KIND / "values" / "prefect-worker.yaml").read_text())["worker"]
+        chart_env = {e["name"]: str(e["value"]) for e in values.get("extraEnvVars") or []}
         self.worker = procs.start_process(
             [str(BIN / "prefect"), "worker", "start", "--pool", "kind", "--type", "kubernetes",
              "--name", f"sim-kind-{self.session}"],
             log_file=log_file,
-            env={**self.env(), "PREFECT_HOME": str(home),
+            # Polling every 2 s instead of 10: only the tests' waiting time changes.
+            env={**self.env(), **chart_env, "PREFECT_HOME": str(home),
                  "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
-                 "PREFECT_WORKER_CANCELLATION_POLL_SECONDS": "2",
                  "PREFECT_LOGGING_LEVEL": "INFO"},
         )  # fmt: skip
 
@@ -451,7 +455,7 @@ class SimulatedCluster:
         pods = {p["metadata"]["name"]: p.get("status") for p in self.list("v1/pods")}
         raise TimeoutError(f"{deployments} not available in {timeout:.0f}s; pods: {pods}")
 
-    # -- teardown -----------------------------------------------------------------------------------
+    # -- teardown ---------------------------------------------------------------------------------
     def stop(self) -> None:
         if self.worker is not None:
             procs.stop_process(self.worker.pid, timeout=20)

@@ -29,6 +29,7 @@ the world one step towards them, as Kubernetes' controllers do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
@@ -137,10 +138,8 @@ class Controllers:
                 if meta.get("deletionTimestamp"):
                     continue
                 logger.info("gc: %s %s/%s (owner gone)", key, meta.get("namespace"), meta["name"])
-                try:
+                with contextlib.suppress(ApiError):
                     self.api.delete(key, meta.get("namespace"), meta["name"])
-                except ApiError:
-                    pass
 
     # -- volumes ----------------------------------------------------------------------------------
     def claims(self) -> None:
@@ -390,7 +389,8 @@ class Controllers:
                 {
                     "type": "Available",
                     "status": "True" if is_available else "False",
-                    "reason": "MinimumReplicasAvailable" if is_available else "MinimumReplicasUnavailable",
+                    "reason": "MinimumReplicasAvailable" if is_available
+                    else "MinimumReplicasUnavailable",
                     "message": "Deployment has minimum availability." if is_available
                     else "Deployment does not have minimum availability.",
                 },
@@ -536,7 +536,8 @@ class Controllers:
                 for c in previous.get("conditions") or []
             ]}  # fmt: skip
             if comparable == {**status, "conditions": [
-                {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status["conditions"]
+                {k: v for k, v in c.items() if k != "lastTransitionTime"}
+                for c in status["conditions"]
             ]}:  # fmt: skip
                 return
             isvc["status"] = status

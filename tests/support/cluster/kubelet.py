@@ -505,7 +505,10 @@ class NodeAgent:
             kwargs["nano_cpus"] = int(min(cpus, os.cpu_count() or 1) * 1e9)
         command = [expand(str(c), env) for c in container.get("command") or []] or None
         args = [expand(str(a), env) for a in container.get("args") or []] or None
-        name = f"k8s_{container['name']}_{meta['name']}_{meta['namespace']}_{meta['uid'][:8]}_{runtime.restart_count}"
+        name = "_".join(
+            ("k8s", container["name"], meta["name"], meta["namespace"], meta["uid"][:8],
+             str(runtime.restart_count))
+        )  # fmt: skip
         with contextlib.suppress(Exception):
             self.docker.containers.get(name).remove(force=True)
         created = self.docker.containers.create(

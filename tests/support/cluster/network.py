@@ -105,7 +105,7 @@ class AddressPool:
 
     def __init__(self) -> None:
         for _ in range(50):
-            a, b = random.randint(16, 250), random.randint(1, 250)  # noqa: S311
+            a, b = random.randint(16, 250), random.randint(1, 250)
             probe = f"127.{a}.{b}.2"
             with socket.socket() as sock:
                 try:

@@ -21,9 +21,11 @@ def prefect_client(cluster: SimulatedCluster) -> Iterator[Any]:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: cluster.prefect_api}):
-        with get_client(sync_client=True) as client:
-            yield client
+    with (
+        temporary_settings({PREFECT_API_URL: cluster.prefect_api}),
+        get_client(sync_client=True) as client,
+    ):
+        yield client
 
 
 def deployment_run(

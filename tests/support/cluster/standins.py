@@ -7,14 +7,12 @@ ConfigMap, MinIO's buckets from ``values/minio.yaml``, MLflow's and the git serv
 from their manifests (cluster DNS names in them replaced by the Services' addresses: this machine
 has no cluster DNS).
 
-| Service | Kind runs | the stand-in |
-|---|---|---|
-| ``postgres`` | ``postgres:16.9-alpine`` StatefulSet | PostgreSQL 15 (``bridgeai.testing.postgres``) |
-| ``minio`` | the MinIO chart | SeaweedFS ``weed mini`` (S3, credentials enforced) |
-| ``mlflow`` | ``mlflow server`` in the flow-runner image | the same command, this environment's mlflow |
-| ``prefect-server`` | the prefect-server chart | ``prefect server start`` on the ``prefect`` database |
-| ``git`` | ``bridgeai.ops.git_server`` in the flow-runner image | the same module |
-| ``kind-registry`` | ``registry:2`` container | the CI's ``docker-registry`` (htpasswd) |
+* ``postgres`` (Kind: ``postgres:16.9-alpine``): PostgreSQL 15 (``bridgeai.testing.postgres``);
+* ``minio`` (the MinIO chart): SeaweedFS ``weed mini``, credentials enforced;
+* ``mlflow`` (``mlflow server`` in the flow-runner image): the same command, this environment's;
+* ``prefect-server`` (the chart): ``prefect server start`` on the ``prefect`` database;
+* ``git`` (``bridgeai.ops.git_server`` in the flow-runner image): the same module;
+* ``kind-registry`` (a ``registry:2`` container): the CI's ``docker-registry`` (htpasswd).
 """
 
 from __future__ import annotations
@@ -94,9 +92,10 @@ def minio(
     root: Path, address: str, access_key: str, secret_key: str, buckets: Sequence[str]
 ) -> StandIn:
     """SeaweedFS's S3 on ``address:9000`` with MinIO's root credentials and buckets."""
+    from pydantic import SecretStr
+
     from blocks import ObjectStorage
     from bridgeai.ops import seaweed
-    from pydantic import SecretStr
 
     config = seaweed.SeaweedConfig(
         data_dir=root, s3_port=9000, access_key=access_key, secret_key=secret_key, host=address
