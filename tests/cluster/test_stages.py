@@ -32,6 +32,7 @@ def _run(cluster: SimulatedCluster, name: str, parameters: dict, timeout: float 
     run = runs.wait_final(cluster, run_id, timeout)
     cluster.timings[f"{name} run"] = round(time.monotonic() - started, 1)
     assert run.state.is_completed(), runs.describe(cluster, run_id)
+    runs.wait_job_finished(cluster, run_id)
     (pod,) = runs.pods_of(cluster, run_id)  # its own pod, from its own Job
     (job,) = runs.jobs_of(cluster, run_id)
     assert pod["metadata"]["labels"]["job-name"] == job["metadata"]["name"]

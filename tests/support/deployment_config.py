@@ -36,7 +36,7 @@ def env_entries(node: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "env" and isinstance(value, list):
+            if key in ("env", "extraEnvVars") and isinstance(value, list):  # Helm values too
                 found += [e for e in value if isinstance(e, dict) and "name" in e]
             else:
                 found += env_entries(value)

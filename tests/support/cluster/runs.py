@@ -129,6 +129,25 @@ def pods_of(cluster: SimulatedCluster, run_id: uuid.UUID) -> list[dict[str, Any]
     return cluster.list("v1/pods", labels=f"prefect.io/flow-run-id={run_id}")
 
 
+def wait_job_finished(cluster: SimulatedCluster, run_id: uuid.UUID, timeout: float = 120) -> None:
+    """Wait until every Job of the run has a Complete or Failed condition (the engine reports
+    the run's final state before its process, and so its container, has exited)."""
+
+    def finished(job: dict[str, Any]) -> bool:
+        conditions = (job.get("status") or {}).get("conditions") or []
+        return any(
+            c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in conditions
+        )
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = jobs_of(cluster, run_id)
+        if jobs and all(finished(j) for j in jobs):
+            return
+        time.sleep(1)
+    raise AssertionError(f"the Jobs of run {run_id} did not finish within {timeout:.0f} s")
+
+
 def describe(cluster: SimulatedCluster, run_id: uuid.UUID) -> str:
     """What to print when a run did not end as expected: state, logs, Jobs, pods, worker log."""
     run = wait_final(cluster, run_id, 0)
