@@ -15,10 +15,14 @@ side runs in its own fresh Python process, which reads the same Parquet files, s
 evidently`` and loading count on both sides, and peak memory is that process's ``ru_maxrss``.
 "BridgeAI" is what the flow does between loading and uploading: every-row statistics
 (:func:`bridgeai.drift.analysis.analyse`) plus the Evidently HTML from a 20,000-row sample
-(:func:`bridgeai.drift.analysis.render_report`). "Evidently" is ``Report.run`` + the HTML on
+(:func:`bridgeai.drift.report.render_report`). "Evidently" is ``Report.run`` + the HTML on
 all rows.
 
     uv run python bench/bench_drift.py [--rows 1000000] [--scenarios small-ref,large-ref]
+    uv run python bench/bench_drift.py --rows 10000000 --sides bridgeai   # ours alone
+
+``--sides bridgeai`` skips Evidently (at 10M rows it needs several GB and many minutes); the
+verdict comparison then has nothing to compare with and is left out.
 """
 
 from __future__ import annotations
@@ -49,34 +53,34 @@ def worker(side: str, reference_path: str, current_path: str, out: str) -> None:
     started = time.perf_counter()
     import polars as pl
 
-    from bridgeai.drift import analysis as drift
+    from bridgeai.drift import analysis, report, result
 
     reference = pl.read_parquet(reference_path)
     current = pl.read_parquet(current_path)
     loaded = time.perf_counter()
-    specs = drift.column_specs(target=True)
+    specs = result.column_specs(target=True)
     figures: dict[str, float] = {"load_s": loaded - started}
     if side == "bridgeai":
-        result = drift.analyse(
+        outcome = analysis.analyse(
             reference, current, specs, reference_name="reference", current_name="current"
         )
         stats_done = time.perf_counter()
-        report = drift.render_report(reference, current, result, specs)
+        rendered = report.render_report(reference, current, outcome, specs)
         figures["stats_s"] = stats_done - loaded
         figures["report_s"] = time.perf_counter() - stats_done
-        figures["html_mb"] = len(report.html) / 1e6
+        figures["html_mb"] = len(rendered.html) / 1e6
         verdicts = {
             c.column: {"method": c.method_label, "score": c.score, "drifted": c.drifted}
-            for c in result.columns
+            for c in outcome.columns
         }
     else:
-        run = drift.evidently_run(reference, current, specs)
+        run = report.evidently_run(reference, current, specs)
         ran = time.perf_counter()
         html = run.get_html_str(as_iframe=False)
         figures["run_s"] = ran - loaded
         figures["report_s"] = time.perf_counter() - ran
         figures["html_mb"] = len(html) / 1e6
-        verdicts = drift.evidently_verdicts(run)
+        verdicts = report.evidently_verdicts(run)
     figures["total_s"] = time.perf_counter() - started
     figures["peak_rss_mb"] = _peak_rss_mb()
     Path(out).write_text(json.dumps({"figures": figures, "verdicts": verdicts}))
@@ -99,16 +103,47 @@ def _run_worker(side: str, reference: Path, current: Path, tmp: Path) -> dict:
 
 
 # -- the comparison ---------------------------------------------------------------------------
-def scenario(name: str, reference_rows: int, rows: int, tmp: Path) -> tuple[list, list]:
+def _write_current(path: Path, rows: int) -> None:
+    """The shifted current window, made in chunks so 10M rows fit beside the workers."""
+    import polars as pl
+
+    from bridgeai.testing.synthetic import housing_frame
+
+    chunk = 1_000_000
+    parts = [
+        housing_frame(min(chunk, rows - start), seed=2 + start // chunk, area_shift=1.05)
+        for start in range(0, rows, chunk)
+    ]
+    pl.concat(parts).write_parquet(path)
+
+
+def scenario(
+    name: str, reference_rows: int, rows: int, tmp: Path, sides: tuple[str, ...]
+) -> tuple[list, list]:
     from bridgeai.testing.synthetic import housing_frame
 
     reference, current = tmp / f"{name}-reference.parquet", tmp / f"{name}-current.parquet"
     housing_frame(reference_rows, seed=1).write_parquet(reference)
-    housing_frame(rows, seed=2, area_shift=1.05).write_parquet(current)
+    if rows <= 1_000_000:
+        housing_frame(rows, seed=2, area_shift=1.05).write_parquet(current)
+    else:
+        _write_current(current, rows)
 
     print(f"\n== {name}: reference {reference_rows:,} rows, current {rows:,} rows x 13 columns")
     ours = _run_worker("bridgeai", reference, current, tmp)
     print(f"   bridgeai:  {ours['figures']['total_s']:.1f} s", flush=True)
+    if "evidently" not in sides:
+        o = ours["figures"]
+        print(f"   peak RSS {o['peak_rss_mb']:.0f} MB; load {o['load_s']:.1f} s, stats "
+              f"{o['stats_s']:.1f} s, report {o['report_s']:.1f} s")  # fmt: skip
+        results = [
+            _metric(f"{name} bridgeai total ({rows:,} rows)", o["total_s"], "s"),
+            _metric(f"{name} bridgeai statistics (all rows)", o["stats_s"], "s"),
+            _metric(f"{name} bridgeai report (20k-row sample)", o["report_s"], "s"),
+            _metric(f"{name} bridgeai peak RSS", o["peak_rss_mb"], "MB"),
+        ]
+        drifted = ", ".join(c for c, v in ours["verdicts"].items() if v["drifted"]) or "none"
+        return results, [f"{name}: {rows:,} rows, Evidently not run; drifted: {drifted}"]
     theirs = _run_worker("evidently", reference, current, tmp)
     print(f"   evidently: {theirs['figures']['total_s']:.1f} s", flush=True)
 
@@ -194,6 +229,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="current window rows")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument(
+        "--sides", default="bridgeai,evidently", help="bridgeai,evidently or bridgeai alone"
+    )
+    parser.add_argument(
         "--worker", nargs=4, metavar=("SIDE", "REF", "CUR", "OUT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -203,14 +241,16 @@ def main() -> int:
     results, notes = [], []
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         for name in args.scenarios.split(","):
-            r, n = scenario(name, SCENARIOS[name], args.rows, Path(tmp))
+            sides = tuple(args.sides.split(","))
+            r, n = scenario(name, SCENARIOS[name], args.rows, Path(tmp), sides)
             results += r
             notes += n
     notes.append(
         "Each side runs in a fresh process reading the same Parquet files; times include "
         "Python start-up, imports (evidently: 10-20 s) and loading; peak RSS is ru_maxrss."
     )
-    return write_results("drift", results, notes)
+    name = "drift" if args.rows == 1_000_000 and "evidently" in args.sides else f"drift_{args.rows}"
+    return write_results(name, results, notes)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from typing import Any
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
+
+#: Prefix of the environment variables that fill the fields a block leaves out.
+ENV_PREFIX = "BRIDGEAI_REGISTRY_"
+
+
+def _env(field: str) -> str | None:
+    return os.environ.get(ENV_PREFIX + field) or None
 
 
 class ContainerRegistry(Block):
@@ -15,7 +23,10 @@ class ContainerRegistry(Block):
 
     ``login(docker_client)`` is the one place the registry is authenticated against; the same
     credentials are given to the Docker SDK as ``auth_config()`` and to Kubernetes as a
-    ``.dockerconfigjson`` pull secret.
+    ``.dockerconfigjson`` pull secret. Fields left out take their values from the environment
+    (``BRIDGEAI_REGISTRY_SERVER``, ``_NAMESPACE``, ``_USERNAME``, ``_PASSWORD``, ``_INSECURE``),
+    so embedded mode, which has no saved blocks, can push to a real registry, and a pod can get
+    the password from a Kubernetes Secret.
     """
 
     _block_type_name = "BridgeAI Container Registry"
@@ -24,16 +35,27 @@ class ContainerRegistry(Block):
     _description = "Container registry server, namespace and credentials for model images."
 
     server: str = Field(
-        default="localhost:5000",
-        description="Registry host[:port], e.g. localhost:5000, ghcr.io, docker.io.",
+        default_factory=lambda: _env("SERVER") or "localhost:5000",
+        description="Registry host[:port], e.g. localhost:5000, ghcr.io, docker.io. Default: "
+        "$BRIDGEAI_REGISTRY_SERVER, else localhost:5000.",
     )
     namespace: str = Field(
-        default="bridgeai", description="Repository namespace (user or organisation)."
+        default_factory=lambda: _env("NAMESPACE") or "bridgeai",
+        description="Repository namespace (user or organisation). Default: "
+        "$BRIDGEAI_REGISTRY_NAMESPACE, else bridgeai.",
     )
-    username: str | None = Field(default=None, description="Registry user name.")
-    password: SecretStr | None = Field(default=None, description="Registry password or token.")
+    username: str | None = Field(
+        default_factory=lambda: _env("USERNAME"),
+        description="Registry user name. Default: $BRIDGEAI_REGISTRY_USERNAME.",
+    )
+    password: SecretStr | None = Field(
+        default_factory=lambda: SecretStr(value) if (value := _env("PASSWORD")) else None,
+        description="Registry password or token. Default: $BRIDGEAI_REGISTRY_PASSWORD.",
+    )
     insecure: bool = Field(
-        default=False, description="Plain-HTTP registry (only for localhost or a lab network)."
+        default_factory=lambda: (_env("INSECURE") or "").lower() in ("1", "true", "yes"),
+        description="Plain-HTTP registry (only for localhost or a lab network). Default: "
+        "$BRIDGEAI_REGISTRY_INSECURE.",
     )
     api_server: str | None = Field(
         default=None,

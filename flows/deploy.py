@@ -102,16 +102,21 @@ def apply_inference_service(
     timeout: float,
     kube_context: str | None,
     kube_config: str | None,
+    scaling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create or patch the InferenceService and wait until it serves ``image``.
 
+    ``scaling``: ``min_replicas``, ``max_replicas``, ``scale_metric``, ``scale_target`` for
+    :func:`bridgeai.deploy.kserve.render_inference_service` (absent: one replica).
     Not retried: a timeout already waited ``timeout`` seconds and restored the previous spec.
     """
     from bridgeai.deploy.kserve import render_inference_service
     from bridgeai.deploy.rollout import DeploymentFailed, deploy, load_api_client
 
     logger = get_run_logger()
-    desired = render_inference_service(image, namespace=namespace, model_version=model_version)
+    desired = render_inference_service(
+        image, namespace=namespace, model_version=model_version, **(scaling or {})
+    )
     api = load_api_client(context=kube_context, config_file=kube_config)
     try:
         outcome = deploy(
@@ -168,6 +173,30 @@ def deploy_model(
     kube_config: Annotated[
         str | None, Field(description="kserve: kubeconfig path; empty = in-cluster or default.")
     ] = None,
+    min_replicas: Annotated[
+        int, Field(ge=1, description="kserve: fewest predictor replicas (RawDeployment: >= 1).")
+    ] = 1,
+    max_replicas: Annotated[
+        int,
+        Field(
+            ge=1,
+            description="kserve: most predictor replicas; above min_replicas KServe autoscales "
+            "the predictor with a Kubernetes HPA.",
+        ),
+    ] = 1,
+    scale_metric: Annotated[
+        Literal["cpu", "memory"],
+        Field(description="kserve: what the HPA scales on (when max_replicas > min_replicas)."),
+    ] = "cpu",
+    scale_target: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=100,
+            description="kserve: target average utilisation of scale_metric, percent of the "
+            "container's requests.",
+        ),
+    ] = 80,
     mlflow_block: Annotated[str, Field(description="MLflowServer block name.")] = "bridgeai",
     registry_block: Annotated[
         str, Field(description="ContainerRegistry block name (kserve pull secret).")
@@ -190,6 +219,12 @@ def deploy_model(
         port: local: fixed port; empty = a free one (no downtime on a swap).
         kube_context: kserve: kubeconfig context; empty = in-cluster or current.
         kube_config: kserve: kubeconfig path; empty = in-cluster or default.
+        min_replicas: kserve: fewest predictor replicas (RawDeployment: at least 1).
+        max_replicas: kserve: most predictor replicas; above min_replicas KServe autoscales the
+            predictor with a Kubernetes HPA (see docs/scaling.md).
+        scale_metric: kserve: what the HPA scales on, cpu or memory.
+        scale_target: kserve: target average utilisation of scale_metric, percent of the
+            container's requests.
         mlflow_block: MLflowServer block name.
         registry_block: ContainerRegistry block name (kserve pull secret).
         storage_block: ObjectStorage block name (local: where MLflow artifacts live).
@@ -227,6 +262,12 @@ def deploy_model(
             timeout_seconds,
             kube_context,
             kube_config,
+            scaling={
+                "min_replicas": min_replicas,
+                "max_replicas": max_replicas,
+                "scale_metric": scale_metric,
+                "scale_target": scale_target,
+            },
         )
         result = DeployResult(
             target="kserve",

@@ -2,20 +2,24 @@
 
 This is the README's first command exactly as a new user runs it: a clean clone, `make demo`,
 nothing configured but the data source (the original's CSV from ../shared/data instead of the
-internet, which these machines cannot reach).
+internet, which these machines cannot reach) and, where there is one (CI always has one), a Docker
+engine and registry through the documented variables: DOCKER_HOST, BRIDGEAI_BASE_IMAGE and
+BRIDGEAI_REGISTRY_*, so the image stage really builds and pushes.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.env import REPO_ROOT
+from tests.support.docker import docker_values
+from tests.support.env import IN_CI, REPO_ROOT, require
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,6 +53,19 @@ def test_make_demo_on_a_fresh_clone_then_again(tmp_path: Path, shared_data: Path
         BRIDGEAI_DATA_SOURCE=str(shared_data / "HousingData.csv"),
         PREFECT_HOME=str(tmp_path / "prefect-home"),  # the user's own profile stays untouched
     )
+    docker = docker_values()
+    if IN_CI:
+        require(docker is not None, "the CI Docker engine and registry (`.ci/docker.sh up`)")
+    namespace = f"demo-{secrets.token_hex(4)}"
+    if docker is not None:
+        env.update(
+            DOCKER_HOST=docker["DOCKER_HOST"],
+            BRIDGEAI_BASE_IMAGE=docker["BRIDGEAI_TEST_BASE_IMAGE"],
+            BRIDGEAI_REGISTRY_SERVER=docker["BRIDGEAI_TEST_REGISTRY"],
+            BRIDGEAI_REGISTRY_NAMESPACE=namespace,
+            BRIDGEAI_REGISTRY_USERNAME=docker["BRIDGEAI_TEST_REGISTRY_USER"],
+            BRIDGEAI_REGISTRY_PASSWORD=docker["BRIDGEAI_TEST_REGISTRY_PASSWORD"],
+        )
 
     first = _make_demo(clone, env)
     assert re.match(r"data-v1\.0\.0 \(new version, 348/88/109 rows\)", _outcome(first, "data"))
@@ -57,7 +74,22 @@ def test_make_demo_on_a_fresh_clone_then_again(tmp_path: Path, shared_data: Path
     r2, baseline = (float(x) for x in re.findall(r"R2 (-?[0-9.]+)", model))
     assert r2 > baseline + 0.3
     assert _outcome(first, "promotion").startswith("promoted to champion")
-    assert _outcome(first, "image") == "no Docker engine: skipped"
+    image = _outcome(first, "image")
+    if docker is None:
+        assert image == "no Docker engine: skipped"
+    else:
+        repository = f"{docker['BRIDGEAI_TEST_REGISTRY']}/{namespace}/bridgeai-mlops"
+        pushed = re.match(rf"{re.escape(repository)}@(sha256:[0-9a-f]{{64}})$", image)
+        assert pushed, image
+        # The digest is in the registry, under the model version's tag.
+        from bridgeai.deploy.digests import resolve_digest
+
+        found = resolve_digest(
+            f"{repository}:1",
+            username=docker["BRIDGEAI_TEST_REGISTRY_USER"],
+            password=docker["BRIDGEAI_TEST_REGISTRY_PASSWORD"],
+        )
+        assert found == f"{repository}@{pushed.group(1)}"
     assert re.match(
         r"http://127\.0\.0\.1:\d+/v2/models/house_price_prediction_prod/infer$",
         _outcome(first, "endpoint"),

@@ -164,6 +164,14 @@ kubectl apply -f "$here/manifests/prediction-service.yaml" -f "$here/manifests/j
 kubectl -n "$namespace" rollout status deployment/mlflow --timeout=5m
 kubectl -n "$namespace" rollout status deployment/git-server --timeout=5m
 
+# The prediction service's HPA (docs/scaling.md): replicas from BRIDGEAI_PREDICTION_MIN_REPLICAS
+# and BRIDGEAI_PREDICTION_MAX_REPLICAS (default 1 and 1).
+kubectl apply -f "$here/manifests/prediction-service-hpa.yaml"
+if [ -n "${BRIDGEAI_PREDICTION_MIN_REPLICAS:-}${BRIDGEAI_PREDICTION_MAX_REPLICAS:-}" ]; then
+    kubectl -n "$namespace" patch hpa prediction-service --type merge -p \
+        "{\"spec\": {\"minReplicas\": ${BRIDGEAI_PREDICTION_MIN_REPLICAS:-1}, \"maxReplicas\": ${BRIDGEAI_PREDICTION_MAX_REPLICAS:-1}}}"
+fi
+
 # -- Prefect: pools, blocks, deployments, worker --------------------------------------------------
 export PREFECT_API_URL="http://localhost:3080/api"
 log "waiting for $PREFECT_API_URL"

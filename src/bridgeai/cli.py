@@ -107,11 +107,19 @@ def serve_model(
     ] = CHAMPION_URI,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes, each loading the model once (default: 1).", min=1),
+    ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(help="Also serve OIP v2 over gRPC on this port (default: no gRPC)."),
+    ] = None,
 ) -> None:
     """Serve the model over the Open Inference Protocol v2 (as `python -m bridgeai.serving`)."""
     from bridgeai.serving.main import main
 
-    main(model_uri=model_uri, host=host, port=port)
+    main(model_uri=model_uri, host=host, port=port, workers=workers, grpc_port=grpc_port)
 
 
 @app.command("serve")

@@ -416,3 +416,75 @@ def test_create_pools_rejects_unknown_pools(tmp_path: Path) -> None:
     assert calls[0] == "prefect --no-prompt work-pool create local --type process --overwrite"
     assert calls[1].startswith("prefect --no-prompt work-pool create kind --type kubernetes")
     assert os.fspath(REPO / "deployments/work-pools/kubernetes.json") in calls[1]
+
+
+# -- autoscaling (docs/scaling.md) ----------------------------------------------------------------
+def test_prediction_service_hpa_scales_its_workload_on_cpu_requests() -> None:
+    (hpa,) = docs(KIND / "manifests" / "prediction-service-hpa.yaml")
+    (workload,) = [
+        d
+        for d in docs(KIND / "manifests" / "prediction-service.yaml")
+        if d["kind"] in ("Deployment", "StatefulSet")
+    ]
+    assert hpa["apiVersion"] == "autoscaling/v2" and hpa["kind"] == "HorizontalPodAutoscaler"
+    target = hpa["spec"]["scaleTargetRef"]
+    # The same kind and name as the service's workload (a Deployment or a StatefulSet).
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        workload["apiVersion"],
+        workload["kind"],
+        workload["metadata"]["name"],
+    )
+    assert hpa["metadata"]["namespace"] == workload["metadata"]["namespace"]
+    deployment = workload
+    # Today's behaviour by default: one replica.
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 1)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["type"] == "Utilization"
+    # Utilisation is relative to the pods' requests: without one the HPA cannot compute it.
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["requests"]["cpu"]
+
+
+def _hpa_patch_block() -> str:
+    text = (KIND / "up.sh").read_text()
+    assert 'kubectl apply -f "$here/manifests/prediction-service-hpa.yaml"' in text
+    start = text.index('if [ -n "${BRIDGEAI_PREDICTION_MIN_REPLICAS')
+    return text[start : text.index("\nfi\n", start) + 4]
+
+
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"BRIDGEAI_PREDICTION_MAX_REPLICAS": "8"}, (1, 8)),
+        (
+            {"BRIDGEAI_PREDICTION_MIN_REPLICAS": "2", "BRIDGEAI_PREDICTION_MAX_REPLICAS": "6"},
+            (2, 6),
+        ),
+        ({}, None),
+    ],
+)
+def test_up_sh_sets_the_hpa_replicas_from_the_environment(
+    env: dict[str, str], expected: tuple[int, int] | None
+) -> None:
+    import json
+
+    script = 'kubectl() { printf "%s\\n" "$@"; }\nnamespace=bridgeai\n' + _hpa_patch_block()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGEAI_PREDICTION_")}
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    args = proc.stdout.splitlines()
+    if expected is None:
+        assert args == []
+        return
+    assert args[:5] == ["-n", "bridgeai", "patch", "hpa", "prediction-service"]
+    patch = json.loads(args[args.index("-p") + 1])
+    assert (patch["spec"]["minReplicas"], patch["spec"]["maxReplicas"]) == expected
+    (hpa,) = docs(KIND / "manifests" / "prediction-service-hpa.yaml")
+    hpa["spec"].update(patch["spec"])
+    validate_k8s(hpa)

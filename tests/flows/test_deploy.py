@@ -142,6 +142,46 @@ async def test_kserve_timeout_fails_the_run_and_keeps_the_diagnosis(
     assert any("Failed to pull image" in (a.data or "") for a in artifacts)
 
 
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_kserve_autoscaling_parameters_reach_the_inference_service(
+    kmock, registered_models, tmp_path
+) -> None:
+    declare_resources(kmock)
+    common = dict(
+        target="kserve", namespace=NS, kube_config=kubeconfig_for(kmock, tmp_path / "kc"),
+        mlflow_block=registered_models, image=V2_IMAGE, timeout_seconds=30,
+    )  # fmt: skip
+    async with FakeKServe(kmock, NS, delay=0.1).running():
+        await asyncio.to_thread(
+            run_deploy, min_replicas=2, max_replicas=6, scale_metric="cpu", scale_target=70,
+            **common,
+        )  # fmt: skip
+        scaled = dict(kmock.objects[ISVC, NS, "house-price"].raw)
+        await asyncio.to_thread(run_deploy, **common)  # the defaults: one replica again
+        fixed = dict(kmock.objects[ISVC, NS, "house-price"].raw)
+    predictor = scaled["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 6)
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("cpu", 70)
+    assert scaled["metadata"]["annotations"][kserve.AUTOSCALER_ANNOTATION] == "hpa"
+    predictor = fixed["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 1)
+    assert "scaleMetric" not in predictor and "scaleTarget" not in predictor
+    # The rollout keeps annotations it did not render (others' are never removed), so the
+    # autoscaler class stays "hpa": an HPA bounded to 1..1, i.e. one replica, as asked.
+    assert fixed["metadata"]["annotations"].get(kserve.AUTOSCALER_ANNOTATION) in (None, "hpa")
+
+
+def test_kserve_refuses_inverted_replica_bounds_before_touching_the_cluster(
+    registered_models,
+) -> None:
+    with pytest.raises(kserve.DeploymentError, match=r"max_replicas \(2\) must be at least"):
+        run_deploy(
+            target="kserve", image=V2_IMAGE, min_replicas=3, max_replicas=2,
+            mlflow_block=registered_models, kube_config="/nonexistent",
+        )  # fmt: skip
+
+
 def test_kserve_refuses_a_tag_without_registry_and_unknown_versions(registered_models) -> None:
     from bridgeai.deploy.digests import DigestLookupError
     from bridgeai.model.source import ModelNotFound

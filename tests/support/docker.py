@@ -44,3 +44,12 @@ def _from_env_file() -> dict[str, str]:
                 key, _, value = line[len("export ") :].partition("=")
                 values[key] = shlex.split(value)[0] if value else ""
     return values
+
+
+def docker_values() -> dict[str, str] | None:
+    """The CI engine's and registry's coordinates (environment, else ``.ci/docker.sh``'s env
+    file), or None when they are not all known."""
+    values = {k: os.environ[k] for k in _VARIABLES if os.environ.get(k)}
+    if len(values) < len(_VARIABLES):
+        values = {**_from_env_file(), **values}
+    return values if all(values.get(k) for k in _VARIABLES) else None

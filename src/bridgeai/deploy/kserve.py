@@ -45,6 +45,13 @@ RESOURCES = {
     "limits": {"cpu": "4", "memory": "5Gi"},
 }
 MODEL_VERSION_LABEL = "bridgeai.digicatapult.org/model-version"
+#: KServe's annotation choosing the autoscaler; ``hpa`` is the one RawDeployment supports.
+AUTOSCALER_ANNOTATION = "serving.kserve.io/autoscalerClass"
+#: What KServe's Kubernetes HPA can scale a RawDeployment on (``scaleMetric``).
+SCALE_METRICS = ("cpu", "memory")
+DEFAULT_SCALE_METRIC = "cpu"
+#: Target average utilisation, percent of the container's requests (``scaleTarget``).
+DEFAULT_SCALE_TARGET = 80
 
 
 class DeploymentError(RuntimeError):
@@ -124,21 +131,32 @@ def render_inference_service(
     service_account: str | None = SERVICE_ACCOUNT,
     resources: Mapping[str, Mapping[str, str]] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    min_replicas: int = 1,
+    max_replicas: int = 1,
+    scale_metric: str = DEFAULT_SCALE_METRIC,
+    scale_target: int = DEFAULT_SCALE_TARGET,
 ) -> dict[str, Any]:
     """The ``house-price`` InferenceService as a plain dict (see the module docstring).
 
+    With ``max_replicas > min_replicas`` the predictor autoscales: KServe (RawDeployment) creates
+    a Kubernetes HorizontalPodAutoscaler from ``minReplicas``/``maxReplicas``, ``scaleMetric``
+    and ``scaleTarget`` (average utilisation, percent of the container's requests), chosen by the
+    ``serving.kserve.io/autoscalerClass: hpa`` annotation. With the defaults (1 and 1) the
+    object is exactly the original's: one replica, no autoscaling fields.
+
     Raises:
-        DeploymentError: ``image`` is not pinned by digest.
+        DeploymentError: ``image`` is not pinned by digest, or the scaling values are invalid.
     """
     require_digest(image)
+    _check_scaling(min_replicas, max_replicas, scale_metric, scale_target)
     env = [{"name": "PROTOCOL", "value": "v2"}]
     env += [{"name": k, "value": str(v)} for k, v in (extra_env or {}).items()]
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "bridgeai"}
     if model_version is not None:
         labels[MODEL_VERSION_LABEL] = str(model_version)
     predictor: dict[str, Any] = {
-        "minReplicas": 1,
-        "maxReplicas": 1,
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
         "containers": [
             {
                 "name": CONTAINER_NAME,
@@ -155,6 +173,11 @@ def render_inference_service(
     }
     if service_account:
         predictor["serviceAccountName"] = service_account
+    annotations = dict(ANNOTATIONS)
+    if max_replicas > min_replicas:
+        annotations[AUTOSCALER_ANNOTATION] = "hpa"
+        predictor["scaleMetric"] = scale_metric
+        predictor["scaleTarget"] = scale_target
     return {
         "apiVersion": API_VERSION,
         "kind": "InferenceService",
@@ -162,10 +185,31 @@ def render_inference_service(
             "name": name,
             "namespace": namespace,
             "labels": labels,
-            "annotations": dict(ANNOTATIONS),
+            "annotations": annotations,
         },
         "spec": {"predictor": predictor},
     }
+
+
+def _check_scaling(min_replicas: int, max_replicas: int, metric: str, target: int) -> None:
+    if min_replicas < 1:
+        raise DeploymentError(
+            f"min_replicas must be at least 1, got {min_replicas}: RawDeployment cannot scale "
+            "to zero"
+        )
+    if max_replicas < min_replicas:
+        raise DeploymentError(
+            f"max_replicas ({max_replicas}) must be at least min_replicas ({min_replicas})"
+        )
+    if metric not in SCALE_METRICS:
+        raise DeploymentError(
+            f"scale_metric must be one of {', '.join(SCALE_METRICS)} (what KServe's HPA scales "
+            f"a RawDeployment on), got {metric!r}"
+        )
+    if not 1 <= target <= 100:
+        raise DeploymentError(
+            f"scale_target is an average utilisation in percent (1-100), got {target}"
+        )
 
 
 def render_pull_secret(

@@ -51,6 +51,8 @@ SERVER_REQUIREMENTS = (
     "orjson",
     "pydantic",
     "pydantic-settings",
+    "grpcio",
+    "protobuf",
 )
 #: In SERVER_REQUIREMENTS without being imported by name: uvicorn picks them up at run time
 #: (its event loop and HTTP parser), and the server is much slower without them.

@@ -9,6 +9,13 @@ named ``price`` (or the first output).
 Every call has a timeout; calls that cannot reach the server (refused, reset, a stale keep-alive
 connection after the server restarted, or a 503 while it loads) are retried a bounded number of
 times with jittered exponential backoff. Inference is idempotent, so retrying a POST is safe.
+
+Calls of more than one house (the batch path: ``/predict/batch`` and coalesced predictions) go as
+binary tensors (the KServe/Triton binary data extension, answered in binary too) when the server
+is our own model server and says it has the extension (``GET /v2``: name
+``bridgeai-model-server``, extension ``binary_tensor_data``); the prices are the same, and the
+server parses no JSON numbers or strings. Single houses, and every call to any other server
+(KServe's, MLServer), stay JSON, the original's encoding.
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import numpy as np
 import orjson
 from yarl import URL
 
@@ -30,6 +39,11 @@ from bridgeai.service.errors import ModelFailed, ModelUnavailable
 logger = logging.getLogger("bridgeai.service.model")
 
 _JSON = {"Content-Type": "application/json"}
+#: The binary data extension's header: the length of the JSON part of a body.
+BINARY_HEADER = "Inference-Header-Content-Length"
+#: What our model server calls itself and its binary extension in ``GET /v2``.
+_OUR_SERVER, _BINARY_EXTENSION = "bridgeai-model-server", "binary_tensor_data"
+_NUMERIC_DTYPES = {"FP32": "<f4", "INT64": "<i8"}
 #: Statuses meaning "not now" rather than "never": worth another attempt.
 _RETRY_STATUSES = frozenset({502, 503, 504})
 
@@ -69,6 +83,82 @@ def v2_request(houses: Sequence[Mapping[str, Any]], request_id: str | None = Non
     if request_id:
         body["id"] = request_id
     return orjson.dumps(body)
+
+
+def _prefixed(value: str) -> bytes:
+    data = value.encode()
+    return struct.pack("<I", len(data)) + data
+
+
+#: Each allowed categorical value as a length-prefixed BYTES element (the values are few).
+_ELEMENTS = {v: _prefixed(v) for values in schema.ALLOWED.values() for v in values}
+
+
+def v2_binary_request(
+    houses: Sequence[Mapping[str, Any]], request_id: str | None = None
+) -> tuple[bytes, int]:
+    """Houses as an OIP v2 request with binary tensors; returns the body and its JSON length.
+
+    The same tensors as :func:`v2_request` (names, datatypes, shapes, lower-cased categoricals),
+    their values as little-endian bytes after the JSON; the answer is asked for in binary too.
+    """
+    n = len(houses)
+    inputs = []
+    parts = []
+    for name in schema.FEATURES:
+        datatype = schema.V2_DATATYPE[name]
+        if name in schema.CATEGORICAL:
+            values = [schema.normalize_category(h[name]) for h in houses]
+            raw = b"".join([_ELEMENTS.get(v) or _prefixed(v) for v in values])
+        else:
+            raw = np.array([h[name] for h in houses], dtype=_NUMERIC_DTYPES[datatype]).tobytes()
+        parts.append(raw)
+        inputs.append(
+            {
+                "name": name,
+                "shape": [n],
+                "datatype": datatype,
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        )
+    doc: dict[str, Any] = {"inputs": inputs, "parameters": {"binary_data_output": True}}
+    if request_id:
+        doc["id"] = request_id
+    header = orjson.dumps(doc)
+    return b"".join([header, *parts]), len(header)
+
+
+def parse_binary_response(payload: bytes, json_length: str, expected_rows: int) -> Inference:
+    """Read the prices from a v2 response whose ``price`` output is binary data.
+
+    Raises:
+        ModelFailed: the response's lengths do not add up, or it has no ``price`` output.
+    """
+    try:
+        split = int(json_length)
+        doc = orjson.loads(payload[:split])
+        output = next(o for o in doc["outputs"] if o.get("name") == "price")
+        size = int(output["parameters"]["binary_data_size"])
+        offset = split
+        for other in doc["outputs"]:  # outputs before ``price`` have their bytes first
+            if other is output:
+                break
+            offset += int((other.get("parameters") or {}).get("binary_data_size", 0))
+        raw = payload[offset : offset + size]
+        if len(raw) != size or size % 8:
+            raise ValueError("truncated")
+        prices = np.frombuffer(raw, dtype="<f8").tolist()
+    except (orjson.JSONDecodeError, KeyError, StopIteration, TypeError, ValueError):
+        raise ModelFailed(
+            "The model server's binary response does not hold a 'price' output whose "
+            "binary_data_size matches its bytes"
+        ) from None
+    if len(prices) != expected_rows:
+        raise ModelFailed(
+            f"The model server returned {len(prices)} prices for {expected_rows} houses"
+        )
+    version = doc.get("model_version")
+    return Inference(prices, None if version is None else str(version))
 
 
 def parse_v2_response(payload: bytes, expected_rows: int) -> Inference:
@@ -118,7 +208,10 @@ class ModelClient:
         self._infer_url = URL(f"{model}/infer")
         self._ready_url = URL(f"{model}/ready")
         self._metadata_url = URL(model)
+        self._server_url = URL(f"{self.base_url}/v2")
         self._session: aiohttp.ClientSession | None = None
+        #: Whether the server takes binary tensors (None: not asked yet).
+        self.binary: bool | None = None
         #: Last version the server reported (metadata or an inference response).
         self.model_version: str | None = None
 
@@ -153,10 +246,20 @@ class ModelClient:
                 or is not serving the model.
             ModelFailed: the server answered with an error or an unreadable response.
         """
-        body = v2_request(houses, request_id)
-        status, payload = await self._post(body)
+        if self.binary is None:
+            await self._ask_for_binary()
+        headers = _JSON
+        if self.binary and len(houses) > 1:
+            body, json_length = v2_binary_request(houses, request_id)
+            headers = {"Content-Type": "application/octet-stream", BINARY_HEADER: str(json_length)}
+        else:
+            body = v2_request(houses, request_id)
+        status, payload, answered_binary = await self._post(body, headers)
         if status == 200:
-            inference = parse_v2_response(payload, len(houses))
+            if answered_binary is not None:
+                inference = parse_binary_response(payload, answered_binary, len(houses))
+            else:
+                inference = parse_v2_response(payload, len(houses))
             if inference.model_version is not None:
                 self.model_version = inference.model_version
             return Inference(inference.prices, inference.model_version or self.model_version)
@@ -173,14 +276,28 @@ class ModelClient:
             f"The model server rejected the request with HTTP {status}: {_excerpt(payload)}"
         )
 
-    async def _post(self, body: bytes) -> tuple[int, bytes]:
+    async def _ask_for_binary(self) -> None:
+        """Learn (once) whether the server is ours with the binary extension; JSON if unsure."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.session.get(self._server_url) as resp:
+                    meta = orjson.loads(await resp.read()) if resp.status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError):
+            return  # asked again on the next call; this one goes as JSON
+        self.binary = (
+            isinstance(meta, dict)
+            and meta.get("name") == _OUR_SERVER
+            and _BINARY_EXTENSION in (meta.get("extensions") or ())
+        )
+
+    async def _post(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes, str | None]:
         attempt = 0
         while True:
             try:
-                async with self.session.post(self._infer_url, data=body, headers=_JSON) as resp:
+                async with self.session.post(self._infer_url, data=body, headers=headers) as resp:
                     payload = await resp.read()
                     if resp.status not in _RETRY_STATUSES or attempt >= self.retries:
-                        return resp.status, payload
+                        return resp.status, payload, resp.headers.get(BINARY_HEADER)
                     reason = f"HTTP {resp.status}"
             except TimeoutError:
                 raise ModelUnavailable(
@@ -217,6 +334,7 @@ class ModelClient:
         version = _metadata_version(meta)
         if version is not None:
             self.model_version = version
+        self.binary = None  # a readiness check also re-learns what the server is
         return ModelState(True, "model ready", self.model_version)
 
 

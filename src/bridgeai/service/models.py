@@ -4,7 +4,10 @@ No column is listed here: the request model is built from ``schema.FEATURES`` wi
 ``schema.BOUNDS`` and the allowed values in ``schema.ALLOWED``, so the API validates exactly what
 the model was trained on. Categoricals accept any case and surrounding spaces, and come out of
 validation normalised (``schema.normalize_category``), which is how they are logged and sent to
-the model. Numbers are strict: ``"1200"`` for ``area`` is rejected, not coerced.
+the model. Numbers are strict: ``"1200"`` for ``area`` is rejected, not coerced. Counts accept
+integral JSON numbers (``2.0``) as JSON Schema does (its ``integer`` is any number with no
+fractional part, and a client whose column went through floats, as pandas does with a missing
+value, sends them); ``2.5``, ``"2"`` and ``true`` stay a 422 naming the field.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from bridgeai import schema
 from bridgeai.model import REGISTERED_MODEL
@@ -29,6 +32,18 @@ def _case_insensitive_pattern(values: tuple[str, ...]) -> str:
         for v in values
     ]
     return "^\\s*(" + "|".join(parts) + ")\\s*$"
+
+
+def integral(value: Any) -> Any:
+    """``2.0`` -> ``2`` (JSON Schema's ``integer``); anything else unchanged, for strict checks.
+
+    Only real floats with no fractional part are converted: ``2.5``, NaN and infinities stay
+    floats and the strict ``int`` validation that follows rejects them, as it rejects ``"2"``
+    and booleans.
+    """
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
 
 
 def _feature_field(name: str) -> tuple[Any, Any]:
@@ -53,6 +68,7 @@ def _feature_field(name: str) -> tuple[Any, Any]:
     low, high = (
         f"{int(b):,}" if float(b).is_integer() else f"{b:,}" for b in (bounds.ge, bounds.le)
     )
+    before = (BeforeValidator(integral),) if kind is int else ()
     numeric: Any = Annotated[
         kind,
         Field(
@@ -63,6 +79,7 @@ def _feature_field(name: str) -> tuple[Any, Any]:
             description=f"{described} from {low} to {high}.",
             examples=[example],
         ),
+        *before,  # after the Field, so the JSON Schema keeps minimum/maximum
     ]
     return numeric, ...
 

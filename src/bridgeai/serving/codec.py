@@ -15,6 +15,9 @@ the categoricals (any case; checked against the schema by the model's encoder); 
 (whole numbers) or ``FP64``/``FP32`` for the numerics; shape ``[N]`` or ``[N, 1]`` with ``data``
 flat or nested one value per row. The output is one ``FP64`` tensor ``price`` of shape ``[N]``.
 
+Tensors may also come as raw bytes after the JSON (the binary tensor data extension,
+:mod:`bridgeai.serving.binary`), and the answer may go back that way when the request asks.
+
 Every mistake is a :class:`~bridgeai.serving.errors.ProtocolError` (400), re-exported here.
 """
 
@@ -30,9 +33,15 @@ from pydantic import BaseModel, Field
 
 from bridgeai import schema
 from bridgeai.model import REGISTERED_MODEL
+from bridgeai.serving import binary
 from bridgeai.serving.errors import ProtocolError as ProtocolError  # raised by this module
+from bridgeai.serving.numeric import INTEGER_RANGES as INTEGER_RANGES
+from bridgeai.serving.numeric import numeric_column as _numeric_column
 
 MODEL_NAME: Final = REGISTERED_MODEL
+SERVER_NAME: Final = "bridgeai-model-server"
+#: What ``GET /v2`` lists: the binary tensor data extension, by Triton's name for it.
+EXTENSIONS: Final = ["binary_tensor_data"]
 OUTPUT_NAME: Final = "price"
 OUTPUT_DATATYPE: Final = "FP64"
 INTEGER_DATATYPES: Final = ("INT64", "INT32")
@@ -171,10 +180,12 @@ class DecodedRequest:
     normalises and checks their values).
     """
 
-    columns: dict[str, list[Any]]
+    columns: dict[str, list[Any] | np.ndarray]
     rows: int
     id: str | None
     datatypes: dict[str, str]
+    #: The client asked for the answer in binary (``binary_data_output`` / ``binary_data``).
+    binary_output: bool = False
 
     def rows_between(self, start: int = 0, stop: int | None = None) -> dict[str, Any]:
         """The columns for rows ``[start, stop)``, numerics checked and converted.
@@ -188,21 +199,53 @@ class DecodedRequest:
         for name, values in self.columns.items():
             part = values if whole else values[start:stop]
             datatype = self.datatypes[name]
-            out[name] = part if datatype == "BYTES" else _numeric_column(name, datatype, part)
+            if datatype == "BYTES" or isinstance(part, np.ndarray):  # binary: already float64
+                out[name] = part
+            else:
+                out[name] = _numeric_column(name, datatype, part)
         return out
 
 
-def decode_request(body: bytes) -> DecodedRequest:
+def decode_request(body: bytes, json_length: int | None = None) -> DecodedRequest:
     """Parse and validate an inference request body.
+
+    Args:
+        body: the request body.
+        json_length: the ``Inference-Header-Content-Length`` header's value, when sent: the
+            body is then that many bytes of JSON followed by the inputs' binary data.
 
     Raises:
         ProtocolError: the body is not a valid request for this model; the message names the
             input and what is wrong with it.
     """
+    blob: memoryview | None = None
+    if json_length is not None:
+        blob = memoryview(body)[json_length:]
+        body = body[:json_length]
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"the request body is not valid JSON: {exc}") from None
+        hint = ""
+        if json_length is None and b"\x00\x00\x00" in body:  # length prefixes of binary data
+            hint = (
+                " (binary tensor data needs the Inference-Header-Content-Length header "
+                "giving the length of the JSON part)"
+            )
+        raise ProtocolError(f"the request body is not valid JSON: {exc}{hint}") from None
+    return decode_document(doc, blob)
+
+
+def decode_document(doc: Any, blob: memoryview | None = None) -> DecodedRequest:
+    """Validate a parsed inference request (REST's JSON, or one gRPC's request was turned into).
+
+    Args:
+        doc: the request document.
+        blob: the binary data that inputs with ``parameters.binary_data_size`` take their bytes
+            from, in order (None: the request has no binary part).
+
+    Raises:
+        ProtocolError: as :func:`decode_request`.
+    """
     if not isinstance(doc, dict):
         raise ProtocolError("the request body must be a JSON object with an 'inputs' list")
     inputs = doc.get("inputs")
@@ -211,15 +254,20 @@ def decode_request(body: bytes) -> DecodedRequest:
             "'inputs' must be a non-empty list with one tensor per feature: "
             + ", ".join(schema.FEATURES)
         )
-    request_id = doc.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise ProtocolError("'id' must be a string")
-    _check_requested_outputs(doc.get("outputs"))
+    request_id = doc.get("id", binary.ABSENT)
+    if request_id is binary.ABSENT:
+        request_id = None
+    elif not isinstance(request_id, str):
+        raise ProtocolError(f"'id' must be a string, got {request_id!r}")
+    absent = binary.ABSENT
+    outputs = doc.get("outputs", absent)
+    binary_output = binary.output_wanted(doc.get("parameters", absent), outputs, OUTPUT_NAME)
 
-    columns: dict[str, list[Any]] = {}
+    columns: dict[str, list[Any] | np.ndarray] = {}
     datatypes: dict[str, str] = {}
     rows = 0
     first = ""
+    offset = 0  # into the binary data
     for position, tensor in enumerate(inputs):
         if not isinstance(tensor, dict):
             raise ProtocolError(
@@ -234,7 +282,25 @@ def decode_request(body: bytes) -> DecodedRequest:
             )
         if name in columns:
             raise ProtocolError(f"input {name!r} is given more than once")
-        values, count, datatypes[name] = _decode_tensor(name, tensor)
+        # ("in" first: a dict lookup is much cheaper than the call, and JSON is the hot path)
+        size = binary.binary_size(name, tensor["parameters"]) if "parameters" in tensor else None
+        if size is None:
+            values, count, datatypes[name] = _decode_tensor(name, tensor)
+        else:
+            if blob is None:
+                raise ProtocolError(
+                    f"input {name!r} has parameters.{binary.SIZE} but the request has no "
+                    "Inference-Header-Content-Length header saying where its JSON part ends"
+                )
+            if offset + size > len(blob):
+                raise ProtocolError(
+                    f"input {name!r}: {binary.SIZE} {size} from byte {offset} runs past the end "
+                    f"of the {len(blob)} bytes of binary data after the JSON header"
+                )
+            values, count, datatypes[name] = _decode_binary(
+                name, tensor, blob[offset : offset + size]
+            )
+            offset += size
         if not columns:
             rows, first = count, name
         elif count != rows:
@@ -246,20 +312,18 @@ def decode_request(body: bytes) -> DecodedRequest:
     missing = [f for f in schema.FEATURES if f not in columns]
     if missing:
         raise ProtocolError(f"missing input(s): {', '.join(missing)}")
-    return DecodedRequest(columns=columns, rows=rows, id=request_id, datatypes=datatypes)
-
-
-def _check_requested_outputs(outputs: Any) -> None:
-    if outputs is None:
-        return
-    if not isinstance(outputs, list):
-        raise ProtocolError("'outputs' must be a list of {'name': ...} objects")
-    for output in outputs:
-        name = output.get("name") if isinstance(output, dict) else None
-        if name != OUTPUT_NAME:
-            raise ProtocolError(
-                f"unknown output {name!r}: this model has one output, {OUTPUT_NAME!r}"
-            )
+    if blob is not None and offset != len(blob):
+        raise ProtocolError(
+            f"the body has {len(blob)} bytes of binary data after its JSON header but the "
+            f"inputs' {binary.SIZE} add up to {offset}"
+        )
+    return DecodedRequest(
+        columns=columns,
+        rows=rows,
+        id=request_id,
+        datatypes=datatypes,
+        binary_output=binary_output,
+    )
 
 
 def _decode_tensor(name: str, tensor: dict[str, Any]) -> tuple[list[Any], int, str]:
@@ -280,6 +344,26 @@ def _decode_tensor(name: str, tensor: dict[str, Any]) -> tuple[list[Any], int, s
     else:
         rows, data = _check_shape(name, shape, data)
     datatype = tensor.get("datatype")
+    # Inline for the hot path (12 tensors a request): the usual datatypes, else the full check.
+    if datatype == "BYTES" if name in _CATEGORICAL else datatype in NUMERIC_DATATYPES:
+        return data, rows, datatype  # type: ignore[return-value]  # one of the str constants
+    return data, rows, _check_datatype(name, datatype)
+
+
+def _decode_binary(name: str, tensor: dict[str, Any], raw: memoryview) -> tuple[Any, int, str]:
+    """One input sent as binary data: check its shape and datatype, decode its bytes."""
+    if "data" in tensor:
+        raise ProtocolError(
+            f"input {name!r} has both 'data' and parameters.{binary.SIZE}: send one of them"
+        )
+    rows = _shape_rows(name, tensor.get("shape"))
+    datatype = _check_datatype(name, tensor.get("datatype"))
+    if datatype == "BYTES":
+        return binary.strings(name, rows, raw), rows, datatype
+    return binary.numeric(name, datatype, rows, raw), rows, datatype
+
+
+def _check_datatype(name: str, datatype: Any) -> str:
     if name in _CATEGORICAL:
         if datatype != "BYTES":
             raise ProtocolError(
@@ -291,11 +375,11 @@ def _decode_tensor(name: str, tensor: dict[str, Any]) -> tuple[list[Any], int, s
             f"input {name!r}: datatype must be one of {', '.join(NUMERIC_DATATYPES)}, "
             f"got {datatype!r}"
         )
-    return data, rows, datatype
+    return str(datatype)
 
 
-def _check_shape(name: str, shape: Any, data: Any) -> tuple[int, list[Any]]:
-    """Shapes other than a flat [N]: check them, flatten nested rows, say what is wrong."""
+def _shape_rows(name: str, shape: Any) -> int:
+    """The rows a shape declares, if it is one this model takes ([N] or [N, 1], N > 0)."""
     if not (isinstance(shape, list) and shape and all(type(d) is int and d >= 0 for d in shape)):
         raise ProtocolError(
             f"input {name!r}: 'shape' must be a list of non-negative integers, [N] or [N, 1]"
@@ -305,9 +389,15 @@ def _check_shape(name: str, shape: Any, data: Any) -> tuple[int, list[Any]]:
             f"input {name!r}: shape {shape} is not supported; send one value per row, "
             "shape [N] or [N, 1]"
         )
-    rows = shape[0]
+    rows: int = shape[0]
     if rows == 0:
         raise ProtocolError(f"input {name!r}: shape {shape} has no rows")
+    return rows
+
+
+def _check_shape(name: str, shape: Any, data: Any) -> tuple[int, list[Any]]:
+    """Shapes other than a flat [N]: check them, flatten nested rows, say what is wrong."""
+    rows = _shape_rows(name, shape)
     if not isinstance(data, list):
         raise ProtocolError(f"input {name!r}: 'data' must be a list of {rows} value(s)")
     if data and isinstance(data[0], list):
@@ -329,48 +419,6 @@ def _flatten_rows(name: str, data: list[Any]) -> list[Any]:
             )
         flat.append(row[0])
     return flat
-
-
-def _numeric_column(name: str, datatype: str, data: list[Any]) -> list[Any] | np.ndarray:
-    integer = datatype in INTEGER_DATATYPES
-    if len(data) <= _SMALL:
-        # A few values: checking their types is cheaper than building an array; the model's
-        # encoder converts the list. bool is excluded on purpose (JSON true is not a number).
-        for value in data:
-            kind = type(value)
-            if kind is not int and (integer or kind is not float):
-                raise _not_numbers(name, datatype, integer, value)
-        return data
-    try:
-        array = np.array(data)
-    except (ValueError, TypeError, OverflowError):
-        array = np.array([], dtype=object)  # ragged or odd input: reported below
-    # numpy infers int64 for whole numbers and float64 once any value has a decimal point;
-    # text, null and nested lists land in another kind. Booleans mixed with numbers do not
-    # (numpy reads true as 1), so they are looked for separately.
-    allowed = "iu" if integer else "iuf"
-    if (
-        array.dtype.kind not in allowed
-        or array.ndim != 1
-        or len(array) != len(data)
-        or bool in set(map(type, data))
-    ):
-        raise _not_numbers(name, datatype, integer, _first_offender(data, integer))
-    return array.astype(np.float64, copy=False)
-
-
-def _not_numbers(name: str, datatype: str, integer: bool, value: Any) -> ProtocolError:
-    wanted = "whole numbers" if integer else "numbers"
-    return ProtocolError(f"input {name!r}: {datatype} data must be {wanted}; got {value!r}")
-
-
-def _first_offender(data: list[Any], integer: bool) -> Any:
-    for value in data:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return value
-        if integer and isinstance(value, float):
-            return value
-    return data[0] if data else None
 
 
 def encode_response(

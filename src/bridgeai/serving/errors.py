@@ -72,8 +72,8 @@ def exception_handlers() -> dict[Any, Handler]:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    def respond(status: int, body: bytes) -> Response:
-        return Response(body, status_code=status, media_type="application/json")
+    def respond(status: int, body: bytes, headers: Any = None) -> Response:
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
 
     async def domain_error(request: Request, exc: Exception) -> Response:
         return respond(*error_response(exc, request_id(request.scope)))
@@ -85,7 +85,7 @@ def exception_handlers() -> dict[Any, Handler]:
             message = f"no such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        return respond(exc.status_code, error_body(message))
+        return respond(exc.status_code, error_body(message), exc.headers)  # 405 keeps its Allow
 
     # ``Exception`` goes to Starlette's outermost middleware, which answers with this handler
     # and then re-raises, so uvicorn still logs the traceback.

@@ -21,7 +21,7 @@ import numpy as np
 from bridgeai import schema
 from bridgeai.model.house_price import FeatureError, HousePriceModel
 from bridgeai.model.source import ModelInfo, ModelSourceError
-from bridgeai.serving import codec
+from bridgeai.serving import binary, codec
 from bridgeai.serving.errors import ModelNotFoundError, ProtocolError
 
 logger = logging.getLogger("bridgeai.serving.app")
@@ -71,14 +71,35 @@ class ServedModel:
                 f"this server serves version {self.version!r}"
             )
 
-    def infer(self, body: bytes, request_id: str) -> bytes:
-        """Decode a v2 request body, predict, and encode the response (blocking)."""
-        decoded = codec.decode_request(body)
+    def infer(
+        self, body: bytes, request_id: str, json_length: int | None = None
+    ) -> tuple[bytes, int | None, int]:
+        """Decode a v2 request body, predict, and encode the response (blocking).
+
+        Args:
+            body: the request body.
+            request_id: the id to answer with when the request has none.
+            json_length: the ``Inference-Header-Content-Length`` header, for binary requests.
+
+        Returns:
+            The response body, the length of its JSON part when it carries binary data (for
+            the response's ``Inference-Header-Content-Length``; None for plain JSON), and the
+            number of rows predicted.
+        """
+        decoded = codec.decode_request(body, json_length)
+        prices = self.prices(decoded)
+        answer_id = decoded.id or request_id
+        if decoded.binary_output:
+            payload, header = binary.encode_response(self.name, self.version, answer_id, prices)
+            return payload, header, decoded.rows
+        return codec.encode_response(self.name, self.version, answer_id, prices), None, decoded.rows
+
+    def prices(self, decoded: codec.DecodedRequest) -> np.ndarray:
+        """:meth:`predict`, with a categorical the model does not know reported as a 400."""
         try:
-            prices = self.predict(decoded)
+            return self.predict(decoded)
         except FeatureError as exc:
             raise ProtocolError(f"input {exc}") from None
-        return codec.encode_response(self.name, self.version, decoded.id or request_id, prices)
 
     def predict(self, request: codec.DecodedRequest) -> np.ndarray:
         """Prices for a decoded request: inline for small batches, pipelined for large ones.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,5 +39,22 @@ class ModelServerSettings(BaseSettings):
         default=65536, description="Bodies this large are decoded off the event loop."
     )
     max_body_bytes: int = Field(
-        default=512 * 1024 * 1024, description="Larger request bodies get 413."
+        default=512 * 1024 * 1024, ge=1, description="Larger request bodies get 413."
+    )
+    workers: int = Field(
+        default=1, ge=1, description="Worker processes, each loading the model once."
+    )
+    grpc_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve OIP v2 gRPC on this port (off if unset)."
+    )
+    metrics: bool = Field(default=True, description="Count requests for GET /metrics.")
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Where workers share their counts (set by the server for --workers > 1).",
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a client may take to send a request's headers."
+    )
+    read_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a client may take to send a request's body."
     )

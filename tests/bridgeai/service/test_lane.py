@@ -122,6 +122,11 @@ REQUESTS = [
     ("/predict", HOUSE, KEY, 200),
     ("/predict", {k: v.upper() if isinstance(v, str) else v for k, v in HOUSE.items()}, KEY, 200),
     ("/predict/batch", {"houses": [HOUSE, {**HOUSE, "parking": 3}]}, KEY, 200),
+    # Integral JSON numbers are integers (JSON Schema); non-integral ones and text are not.
+    ("/predict", {**HOUSE, "stories": 1.0, "bathrooms": 6.0}, KEY, 200),
+    ("/predict/batch", {"houses": [HOUSE, {**HOUSE, "parking": 2.0}]}, KEY, 200),
+    ("/predict", {**HOUSE, "stories": 1.5}, KEY, 422),
+    ("/predict", {**HOUSE, "stories": "2"}, KEY, 422),
     ("/predict", {**HOUSE, "bedrooms": 99, "area": "1200", "furnishingstatus": "palace"}, KEY, 422),
     ("/predict", {k: v for k, v in HOUSE.items() if k != "parking"}, KEY, 422),
     ("/predict", {**HOUSE, "garden": True}, KEY, 422),

@@ -9,7 +9,13 @@ import pytest
 
 from bridgeai import procs, schema
 from bridgeai.service.errors import ModelFailed, ModelUnavailable
-from bridgeai.service.model_client import ModelClient, parse_v2_response, v2_request
+from bridgeai.service.model_client import (
+    ModelClient,
+    parse_binary_response,
+    parse_v2_response,
+    v2_binary_request,
+    v2_request,
+)
 from tests.support.model_server import MODEL_NAME, reference_prices
 
 HOUSE = dict(schema.EXAMPLE_HOUSE)
@@ -168,3 +174,104 @@ def test_a_hung_server_times_out_and_a_restarted_one_is_reconnected(
     assert after_timeout == 0  # one timeout, not one per retry
     assert after_refusal == 2  # a refused connection is retried (twice here)
     assert again.prices == first.prices
+
+
+# -- binary tensors on the batch path -------------------------------------------------------
+def test_the_binary_request_carries_the_same_tensors_as_the_json_one() -> None:
+    from bridgeai.serving import codec
+
+    houses = [HOUSE, {**HOUSE, "mainroad": "NO", "area": 2500.5, "parking": 3}]
+    body, json_length = v2_binary_request(houses, request_id="r-2")
+    binary = codec.decode_request(body, json_length)
+    plain = codec.decode_request(v2_request(houses, request_id="r-2"))
+    assert binary.id == plain.id == "r-2" and binary.rows == plain.rows == 2
+    assert binary.binary_output  # the answer is asked for in binary too
+    for name in schema.FEATURES:
+        got = binary.rows_between()[name]
+        want = plain.rows_between()[name]
+        if name in schema.CATEGORICAL:
+            assert [v.decode() for v in got] == list(want)
+        else:
+            assert list(got) == [float(v) for v in want]
+
+
+@pytest.mark.integration
+def test_batches_go_binary_to_our_model_server_with_the_same_prices(
+    model_server, local_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridgeai.service import model_client
+
+    sent = []
+    original = model_client.v2_binary_request
+    monkeypatch.setattr(
+        model_client,
+        "v2_binary_request",
+        lambda *a, **k: sent.append(len(a[0])) or original(*a, **k),
+    )
+    houses = [
+        HOUSE,
+        {**HOUSE, "airconditioning": "NO"},
+        {**HOUSE, "furnishingstatus": "unfurnished"},
+    ]
+
+    async def call(client: ModelClient):
+        batch = await client.infer(houses)
+        single = [await client.infer([house]) for house in houses]  # JSON: one house each
+        return client.binary, batch, single
+
+    binary, batch, single = asyncio.run(_with_client(model_server.url, call))
+    assert binary is True and sent == [3]  # only the batch went binary
+    assert batch.prices == [s.prices[0] for s in single]  # bit for bit
+    assert batch.prices == pytest.approx(reference_prices(local_model, houses).tolist(), rel=1e-12)
+    assert batch.model_version == "unversioned"
+
+
+def test_another_v2_server_gets_json() -> None:
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.support.http import serve
+
+    bodies: list[bytes] = []
+
+    class OtherServer(BaseHTTPRequestHandler):  # says it is MLServer, answers JSON
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _send(self, doc: object) -> None:
+            payload = orjson.dumps(doc)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:
+            self._send({"name": "mlserver", "version": "1.7", "extensions": []})
+
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self._send({"outputs": [{"name": "price", "data": [1.0, 2.0]}]})
+
+    async def call(client: ModelClient):
+        return await client.infer([HOUSE, HOUSE]), client.binary
+
+    with serve(OtherServer) as url:
+        result, binary = asyncio.run(_with_client(url, call))
+    assert binary is False and result.prices == [1.0, 2.0]
+    assert orjson.loads(bodies[0])["inputs"][0]["data"] == [1200.0, 1200.0]  # plain JSON
+
+
+_SHORT = b'{"outputs": [{"name": "price", "parameters": {"binary_data_size": 16}}]}'
+
+
+@pytest.mark.parametrize(
+    ("payload", "header"),
+    [
+        (_SHORT + b"\0" * 8, str(len(_SHORT))),  # 16 bytes declared, 8 sent
+        (b'{"outputs": []}', "15"),
+        (b"{}", "x"),
+    ],
+)  # fmt: skip
+def test_unreadable_binary_responses_are_a_clear_502(payload: bytes, header: str) -> None:
+    with pytest.raises(ModelFailed, match="binary response"):
+        parse_binary_response(payload, header, 2)

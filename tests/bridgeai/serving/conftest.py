@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bridgeai import procs
 from bridgeai.model.house_price import HousePriceModel
 from bridgeai.model.source import ModelInfo
 from bridgeai.testing.models import tiny_model
@@ -33,13 +34,24 @@ def identity() -> ModelInfo:
 
 
 @pytest.fixture(scope="session")
+def grpc_port() -> int:
+    """The port the session's server serves gRPC on."""
+    return procs.free_port()
+
+
+@pytest.fixture(scope="session")
 def server(
-    model: HousePriceModel, identity: ModelInfo, tmp_path_factory: pytest.TempPathFactory
+    model: HousePriceModel,
+    identity: ModelInfo,
+    grpc_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ModelServerProcess]:
-    """``python -m bridgeai.serving`` (the image's entrypoint) serving ``model`` as ``identity``."""
+    """``python -m bridgeai.serving`` (the image's entrypoint) serving ``model`` as ``identity``,
+    over REST and (on ``grpc_port``) gRPC."""
     root = tmp_path_factory.mktemp("model-server")
     model_dir = save_with_info(model, root / "model", **identity.model_dump())
-    with model_server(str(model_dir), root / "server.log", env=SERVER_ENV) as running:
+    env = {**SERVER_ENV, "BRIDGEAI_MODEL_SERVER_GRPC_PORT": str(grpc_port)}
+    with model_server(str(model_dir), root / "server.log", env=env) as running:
         yield running
 
 

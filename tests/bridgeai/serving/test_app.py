@@ -351,3 +351,28 @@ def test_before_the_model_is_loaded_every_path_is_503_with_the_same_body(
     assert metadata.status_code == model_ready.status_code == infer.status_code == 503
     assert metadata.content == model_ready.content == infer.content
     assert infer.json() == {"error": "the model is still loading; retry shortly"}
+
+
+def test_the_openapi_document_describes_this_models_inputs(
+    http: httpx.Client, identity: ModelInfo
+) -> None:
+    doc = http.get("/openapi.json").json()
+    assert doc["openapi"] == "3.1.0"
+    assert {"/v2/models/{model_name}/infer", "/v2/health/ready", "/v2"} <= set(doc["paths"])
+    schemas = doc["components"]["schemas"]
+    inputs = schemas["inference_request"]["properties"]["inputs"]["prefixItems"]
+    assert [i["$ref"].rsplit("_", 1)[-1] for i in inputs][-1] == "furnishingstatus"
+    assert len(inputs) == len(schema.FEATURES)
+    mainroad = schemas["input_mainroad"]
+    assert mainroad["properties"]["datatype"]["const"] == "BYTES"
+    area = schemas["input_area"]["anyOf"]
+    assert [v["properties"]["datatype"]["const"] for v in area] == [
+        "INT64",
+        "INT32",
+        "FP64",
+        "FP32",
+    ]
+    version = doc["paths"]["/v2/models/{model_name}/versions/{model_version}/infer"]
+    assert version["parameters"][1]["schema"]["enum"] == [identity.version]
+    assert "parameters" in doc["paths"]["/v2/models/{model_name}/infer"]
+    assert len(doc["paths"]["/v2/models/{model_name}/infer"]["parameters"]) == 1

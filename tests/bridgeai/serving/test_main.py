@@ -78,11 +78,17 @@ def test_a_repeated_option_takes_its_last_value_as_docker_run_image_port_does(
     assert (serving["host"], serving["port"]) == ("127.0.0.1", running.port)
 
 
-def test_help_names_the_options() -> None:
+@pytest.mark.parametrize("entrypoint", list(ENTRYPOINTS))
+def test_help_names_the_options(entrypoint: str) -> None:
     result = subprocess.run(
-        [*python_m_serving(), "--help"], capture_output=True, text=True, timeout=60, check=True
+        [*ENTRYPOINTS[entrypoint](), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
     )
-    for option in ("--model-uri", "--host", "--port"):
+    for option in ("--model-uri", "--host", "--port", "--workers", "--grpc-port"):
         assert option in result.stdout
 
 
