@@ -65,6 +65,9 @@ RESOURCES: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "rbac.authorization.k8s.io/v1/roles": ("Role", True, ()),
     "rbac.authorization.k8s.io/v1/rolebindings": ("RoleBinding", True, ()),
     "networking.k8s.io/v1/ingresses": ("Ingress", True, ("status",)),
+    # Stored, not acted on: no metrics API, so an HPA keeps minReplicas (as on Kind without
+    # metrics-server).
+    "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True, ("status",)),
     "events.k8s.io/v1/events": ("Event", True, ()),
 }
 #: Kind -> group/version/plural, for objects applied from manifests.
