@@ -152,6 +152,7 @@ def test_a_container_killed_for_memory_ends_its_run_crashed_with_the_reason(
     )
     run = runs.wait_final(sim_cluster, run_id, 600)
     assert run.state.is_crashed(), runs.describe(sim_cluster, run_id)
+    runs.wait_job_finished(sim_cluster, run_id)  # the run may be Crashed before the container ends
     (pod,) = runs.pods_of(sim_cluster, run_id)
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["reason"] == "OOMKilled"

@@ -83,10 +83,17 @@ def wait_state(
 def logs(cluster: SimulatedCluster, run_id: uuid.UUID) -> str:
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
+    records: list[Any] = []
     with prefect_client(cluster) as client:
-        records = client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=1000
-        )
+        while True:  # the API answers at most 200 records a request
+            page = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+                limit=200,
+                offset=len(records),
+            )
+            records += page
+            if len(page) < 200:
+                break
     return "\n".join(f"{r.name} {r.level}: {r.message}" for r in records)
 
 
