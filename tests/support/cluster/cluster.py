@@ -475,6 +475,22 @@ class SimulatedCluster:
                 stand_in.terminate()
         if self.server is not None:
             self.server.stop()
+        self._remove_images()
+
+    def _remove_images(self) -> None:
+        """Remove the images this session tagged (its registry namespace: the flow runner, the
+        model images) from the shared engine. The flow runner's untagged install stage stays: it
+        is the layer cache that lets the next session skip the dependency install."""
+        prefix = f"{self.registry}/{self.registry_namespace}/"
+        try:
+            images = self.docker.images.list()
+        except Exception:  # the engine is gone: nothing to clean
+            return
+        for found in images:
+            for tag in found.tags:
+                if tag.startswith(prefix):
+                    with contextlib.suppress(Exception):
+                        self.docker.images.remove(tag, force=True)
 
 
 @contextlib.contextmanager
