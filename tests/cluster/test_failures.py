@@ -159,6 +159,11 @@ def test_a_container_killed_for_memory_ends_its_run_crashed_with_the_reason(
     # The engine killed for memory is the flow's process (Prefect's message says so) or the
     # container's first one (the job reporter's Crashed message says so); either way the run's
     # logs carry the kubelet's reason and the limit.
-    text = runs.logs(sim_cluster, run_id) + "\n" + (run.state.message or "")
     assert "memory" in (run.state.message or ""), run.state.message
-    assert "OOMKilled" in text and "killed for memory" in text and "memory limit 160Mi" in text
+    expected = ("OOMKilled", "killed for memory", "memory limit 160Mi")
+
+    def reported() -> bool:  # the job reporter writes its log line once it sees the pod end
+        text = runs.logs(sim_cluster, run_id) + "\n" + (run.state.message or "")
+        return all(part in text for part in expected)
+
+    assert _wait(reported, 90), runs.describe(sim_cluster, run_id)
