@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help sync demo test test-fast lint format bench clean
+.PHONY: help sync demo test test-fast test-cluster lint format bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,11 +25,14 @@ sync: .venv/.synced  ## Install the locked environment into .venv
 demo: sync  ## Run the whole pipeline in embedded mode (the main job)
 	$(UV) run --no-sync bridgeai demo
 
-test: sync  ## Run every test (real SeaweedFS, Postgres, Prefect, MLflow; Docker where present)
+test: sync  ## Run every test but the cluster ones (real SeaweedFS, Postgres, Prefect, MLflow; Docker)
 	$(UV) run --no-sync pytest $(PYTEST_ARGS)
 
 test-fast: sync  ## Run the tests not marked slow
-	$(UV) run --no-sync pytest -m "not slow" $(PYTEST_ARGS)
+	$(UV) run --no-sync pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+
+test-cluster: sync  ## Run the cluster tests: every kind deployment on the simulated Kind cluster (Docker)
+	$(UV) run --no-sync pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 lint: sync  ## ruff (lint + format check), mypy on src/, and the import contracts (lint-imports)
 	$(UV) run --no-sync ruff check .

@@ -14,10 +14,14 @@
 # Everything lives under $BRIDGEAI_DOCKER_DIR (default /tmp/bridgeai-docker): the engine listens on
 # a private socket there, never on /var/run/docker.sock, and has no bridge or iptables rules
 # (containers use host networking). No public registry is reachable here, so the base image is
-# made with debootstrap from the Debian mirror and `docker import`.
+# made with debootstrap from the Debian mirror and `docker import`; the flow-runner base adds git
+# on top of it (deployments/docker/flow-runner-base.Dockerfile).
 
 BRIDGEAI_DOCKER_DIR="${BRIDGEAI_DOCKER_DIR:-/tmp/bridgeai-docker}"
 BRIDGEAI_BASE_IMAGE="${BRIDGEAI_BASE_IMAGE:-bridgeai/python-base:bookworm}"
+# The flow-runner image's base (the cluster tests): the base above plus git, from Debian's mirror.
+BRIDGEAI_FLOW_RUNNER_BASE="${BRIDGEAI_FLOW_RUNNER_BASE:-bridgeai/flow-runner-base:bookworm}"
+_DK_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BRIDGEAI_DEBIAN_MIRROR="${BRIDGEAI_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 _dk_log() { echo "[docker.sh] $*" >&2; }
@@ -146,6 +150,17 @@ _dk_base_image() {
         "$tarball" "$BRIDGEAI_BASE_IMAGE" >/dev/null
 }
 
+_dk_flow_runner_base() {
+    if _dk_docker image inspect "$BRIDGEAI_FLOW_RUNNER_BASE" >/dev/null 2>&1; then
+        return 0
+    fi
+    _dk_log "building $BRIDGEAI_FLOW_RUNNER_BASE (git from the Debian mirror, host network)"
+    _dk_docker build --network host -q \
+        -f "$_DK_REPO/deployments/docker/flow-runner-base.Dockerfile" \
+        --build-arg "PYTHON_IMAGE=$BRIDGEAI_BASE_IMAGE" -t "$BRIDGEAI_FLOW_RUNNER_BASE" \
+        "$_DK_REPO/deployments/docker" >/dev/null
+}
+
 _dk_write_env() {
     local dir=$BRIDGEAI_DOCKER_DIR registry user password
     { read -r registry; read -r user; read -r password; } <"$dir/registry/credentials"
@@ -167,6 +182,7 @@ docker_up() {
     _dk_engine_up || return 1
     _dk_registry_up || return 1
     _dk_base_image || return 1
+    _dk_flow_runner_base || return 1
     _dk_write_env
     # shellcheck disable=SC1091
     source "$BRIDGEAI_DOCKER_DIR/env"

@@ -14,6 +14,7 @@ from blocks._load import (
 )
 from blocks.data_repository import DataRepository
 from blocks.mlflow_server import MLflowServer
+from blocks.prediction_database import PredictionDatabase
 from blocks.registry import ContainerRegistry
 from blocks.storage import ObjectStorage, StorageError
 
@@ -24,6 +25,7 @@ __all__ = [
     "DataRepository",
     "MLflowServer",
     "ObjectStorage",
+    "PredictionDatabase",
     "StorageError",
     "load_block",
     "prefect_server_configured",

@@ -57,6 +57,12 @@ class ContainerRegistry(Block):
         description="Plain-HTTP registry (only for localhost or a lab network). Default: "
         "$BRIDGEAI_REGISTRY_INSECURE.",
     )
+    api_server: str | None = Field(
+        default=None,
+        description="host[:port] where the flows reach the registry's HTTP API (tag -> digest "
+        "lookups) when it differs from server. Kind: nodes and the host push and pull as "
+        "localhost:5000, pods reach the same registry as kind-registry:5000. Empty: server.",
+    )
 
     def repository(self, image_name: str = "bridgeai-mlops") -> str:
         """``<server>/<namespace>/<image_name>``, the repository images are tagged into."""

@@ -15,6 +15,7 @@ The Docker engine is the one ``DOCKER_HOST`` names (default ``/var/run/docker.so
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ IMAGE_FLOW_RUN_TAG = "image_flow_run_id"
 IMAGE_BUILT_AT_TAG = "image_built_at"
 #: The classic builder's "Step 3/12 : RUN ..." lines: the build's progress.
 _STEP = re.compile(r"^Step (\d+)/(\d+)")
+#: The model image's base when the flow is not given one (the flow-runner image sets it).
+BASE_IMAGE_ENV = "BRIDGEAI_BASE_IMAGE"
 
 
 @task(**IO_RETRIES)
@@ -138,12 +141,13 @@ def build_model_image(
         ),
     ] = None,
     base_image: Annotated[
-        str,
+        str | None,
         Field(
             description="Base image with python3 and python3-venv; it must be available to the "
-            "engine (the build itself uses no network)."
+            "engine (the build itself uses no network). Empty: $BRIDGEAI_BASE_IMAGE (the "
+            "flow-runner image sets it), else python:3.11-slim."
         ),
-    ] = DEFAULT_BASE_IMAGE,
+    ] = None,
     image_name: Annotated[str, Field(description="Repository name under the namespace.")] = (
         IMAGE_NAME
     ),
@@ -172,7 +176,8 @@ def build_model_image(
         model_uri: models:/<name>@<alias>, models:/<name>/<version> or runs:/ URI. Empty: the
             MLflow block's registered model and alias (the champion).
         base_image: Base image with python3 and python3-venv; it must be available to the
-            engine (the build itself uses no network).
+            engine (the build itself uses no network). Empty: $BRIDGEAI_BASE_IMAGE (the
+            flow-runner image sets it), else python:3.11-slim.
         image_name: Repository name under the registry block's namespace.
         push: Push to the registry (off: build and tag locally only).
         wheels: Where the server's wheels come from: this environment's installed packages
@@ -185,6 +190,7 @@ def build_model_image(
     mlflow_server = load_block(MLflowServer, mlflow_block)
     registry = load_block(ContainerRegistry, registry_block)
     uri = model_uri or mlflow_server.model_uri()
+    base_image = base_image or os.environ.get(BASE_IMAGE_ENV) or DEFAULT_BASE_IMAGE
     try:
         engine = image.connect().version()
     except image.DockerUnavailableError as exc:

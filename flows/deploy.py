@@ -95,6 +95,7 @@ def resolve_image(registry: ContainerRegistry, model_version: str, image: str | 
         username=auth.get("username"),
         password=auth.get("password"),
         insecure=registry.insecure,
+        api_host=registry.api_server,
     )
 
 

@@ -13,7 +13,6 @@ sides, compare, draw and store the Evidently report, publish artifacts, and emit
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -26,7 +25,7 @@ from prefect.artifacts import (
 )
 from pydantic import Field
 
-from blocks import DataRepository, MLflowServer, ObjectStorage, load_block
+from blocks import DataRepository, MLflowServer, ObjectStorage, PredictionDatabase, load_block
 from bridgeai.data import versions as data_versions
 from bridgeai.drift import analysis, report
 from bridgeai.drift import storage as report_storage
@@ -43,8 +42,6 @@ DRIFT_EVENT = DRIFT_DETECTED
 #: Label on the event's resource: "production" (a window of logged predictions) or
 #: "data-version" (two data versions). The drift-alert automation matches production.
 MODE_LABEL = "bridgeai.drift.mode"
-#: The environment variable holding the prediction log's database URL (as the service uses).
-DATABASE_URL_ENV = "BRIDGEAI_DATABASE_URL"
 PRODUCTION = "production"
 
 
@@ -67,19 +64,11 @@ def load_train_split(
 
 @task(name="read-prediction-window", **IO_RETRIES, **IN_PROCESS)
 def read_prediction_window(
-    start: datetime, end: datetime, database_url_secret: str | None
+    start: datetime, end: datetime, database: PredictionDatabase
 ) -> tuple[pl.DataFrame, str]:
     """Logged successful predictions in ``[start, end)``, and the (redacted) database URL."""
-    url = _database_url(database_url_secret)
+    url = database.database_url()
     return prediction_log.read_window(url, start, end), prediction_log.redacted(url)
-
-
-def _database_url(secret_block: str | None) -> str:
-    if secret_block:
-        from prefect.blocks.system import Secret
-
-        return str(Secret.load(secret_block, _sync=True).get())  # type: ignore[call-arg]
-    return os.environ.get(DATABASE_URL_ENV) or prediction_log.default_database_url()
 
 
 @task(name="score-reference", **IO_RETRIES, **IN_PROCESS)
@@ -205,13 +194,10 @@ def drift_monitoring(
     repository_block: Annotated[
         str, Field(description="DataRepository block: the git repository of the data versions.")
     ] = "bridgeai",
-    database_url_secret: Annotated[
-        str | None,
-        Field(
-            description="Prefect Secret block holding the prediction log's database URL. "
-            "Empty: $BRIDGEAI_DATABASE_URL, else the embedded SQLite log."
-        ),
-    ] = None,
+    database_block: Annotated[
+        str,
+        Field(description="PredictionDatabase block: the prediction log read in production mode."),
+    ] = "bridgeai",
 ) -> DriftResult:
     """Compare current data with the reference, store an Evidently report, alert on drift.
 
@@ -240,8 +226,9 @@ def drift_monitoring(
         storage_block: ObjectStorage block holding the data versions and the reports bucket.
         mlflow_block: MLflowServer block (champion model and its data version).
         repository_block: DataRepository block (the data versions' git repository).
-        database_url_secret: Prefect Secret block holding the prediction log's database URL.
-            Empty: $BRIDGEAI_DATABASE_URL, else the embedded SQLite log.
+        database_block: PredictionDatabase block holding the prediction log's database
+            (production mode). Its embedded default is $BRIDGEAI_DATABASE_URL, else the
+            embedded SQLite log, as for the prediction service on this machine.
 
     Returns:
         A DriftResult: verdict, drifted share and columns, per-column tests, report URIs.
@@ -269,7 +256,8 @@ def drift_monitoring(
     )
     if production:
         window = _window(window_start, window_end, window_hours)
-        current_frame, source = read_prediction_window(*window, database_url_secret)
+        database = load_block(PredictionDatabase, database_block)
+        current_frame, source = read_prediction_window(*window, database)
         current_name = PRODUCTION
         if current_frame.height == 0:
             result = analysis.no_rows_result(

@@ -17,7 +17,7 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from blocks import DataRepository, MLflowServer, ObjectStorage, load_block
+from blocks import DataRepository, MLflowServer, ObjectStorage, PredictionDatabase, load_block
 from bridgeai.data import versions as data_versions
 from bridgeai.data.versions import DataVersion
 from bridgeai.deploy.image import ImageRef
@@ -114,11 +114,13 @@ def smoke_predictions(
     service_url: str | None,
     storage: ObjectStorage,
     repository: DataRepository,
+    database: PredictionDatabase,
 ) -> SmokeResult:
     """Post held-out houses through the prediction service and check the answers.
 
-    Locally the service is (re)started in front of the freshly deployed model server; with
-    ``service_url`` the running service there is used instead.
+    Locally the service is (re)started in front of the freshly deployed model server, logging
+    to the PredictionDatabase block's database; with ``service_url`` the running service there
+    is used instead (on the cluster it logs to the database its Secret names).
     """
     from bridgeai.deploy import local as local_serving
     from bridgeai.service.smoke import run_smoke
@@ -126,7 +128,9 @@ def smoke_predictions(
     logger = get_run_logger()
     if service_url is None:
         base = model_url.split("/v2/", 1)[0]
-        service = local_serving.start_service(base)
+        service = local_serving.start_service(
+            base, env={"BRIDGEAI_DATABASE_URL": database.database_url()}
+        )
         service_url = service.base_url
         logger.info("prediction service at %s (log %s)", service_url, service.log_file)
     test = data_versions.load_split(data_version, "test", storage=storage, repository=repository)
@@ -147,11 +151,13 @@ def smoke_predictions(
 
 
 @task(cache_policy=NO_CACHE)
-def wait_for_prediction_log(expected: int, start: datetime, timeout: float = 30.0) -> int:
+def wait_for_prediction_log(
+    expected: int, start: datetime, database: PredictionDatabase, timeout: float = 30.0
+) -> int:
     """Wait until the service's batched writer has stored ``expected`` rows since ``start``."""
-    from bridgeai.service.prediction_log import default_database_url, read_window
+    from bridgeai.service.prediction_log import read_window
 
-    database_url = os.environ.get("BRIDGEAI_DATABASE_URL") or default_database_url()
+    database_url = database.database_url()
     deadline = time.monotonic() + timeout
     while True:
         found = read_window(database_url, start, datetime.now(UTC) + timedelta(seconds=1)).height
@@ -218,6 +224,9 @@ def mlops_pipeline(
     mlflow_block: Annotated[str, Field(description="MLflowServer block name.")] = "bridgeai",
     registry_block: Annotated[str, Field(description="ContainerRegistry block name.")] = "bridgeai",
     repository_block: Annotated[str, Field(description="DataRepository block name.")] = "bridgeai",
+    database_block: Annotated[
+        str, Field(description="PredictionDatabase block name (the prediction log).")
+    ] = "bridgeai",
 ) -> PipelineResult:
     """Run every stage of the BridgeAI pipeline, each as a subflow.
 
@@ -244,10 +253,11 @@ def mlops_pipeline(
         mlflow_block: MLflowServer block name.
         registry_block: ContainerRegistry block name.
         repository_block: DataRepository block name.
+        database_block: PredictionDatabase block name (the prediction log drift reads).
     """
     logger = get_run_logger()
     began = time.monotonic()
-    names = _Blocks(storage_block, mlflow_block, registry_block, repository_block)
+    names = _Blocks(storage_block, mlflow_block, registry_block, repository_block, database_block)
 
     data = data_ingestion(
         source=source, storage_block=storage_block, repository_block=repository_block
@@ -293,6 +303,7 @@ class _Blocks:
     mlflow: str
     registry: str
     repository: str
+    database: str
 
 
 def _deploy_stages(
@@ -349,6 +360,7 @@ def _deploy_stages(
             service_url,
             load_block(ObjectStorage, names.storage),
             load_block(DataRepository, names.repository),
+            load_block(PredictionDatabase, names.database),
         )
 
 
@@ -364,9 +376,13 @@ def _drift_stage(result: PipelineResult, names: _Blocks, threshold: float) -> No
             mlflow_block=names.mlflow,
             repository_block=names.repository,
         )
-    elif result.smoke is not None and result.deployment and result.deployment.target == "local":
+    elif result.smoke is not None:
+        # The smoke requests went through the prediction service (local, or the cluster's):
+        # they are the first production traffic, logged where the PredictionDatabase points.
         start = datetime.fromtimestamp(result.smoke.started_at, UTC) - timedelta(seconds=1)
-        wait_for_prediction_log(result.smoke.requests, start)
+        wait_for_prediction_log(
+            result.smoke.requests, start, load_block(PredictionDatabase, names.database)
+        )
         result.drift = drift_monitoring(
             reference=result.data.tag,
             current="production",
@@ -376,6 +392,7 @@ def _drift_stage(result: PipelineResult, names: _Blocks, threshold: float) -> No
             storage_block=names.storage,
             mlflow_block=names.mlflow,
             repository_block=names.repository,
+            database_block=names.database,
         )
     else:
         result.drift_note = "first data version and no production traffic: nothing to compare"

@@ -80,10 +80,18 @@ def prefect_harness() -> Iterator[None]:
         DataRepository,
         MLflowServer,
         ObjectStorage,
+        PredictionDatabase,
     )
 
+    defaults = (
+        ObjectStorage(),
+        MLflowServer(),
+        ContainerRegistry(),
+        DataRepository(),
+        PredictionDatabase(),
+    )
     with prefect_test_harness(server_startup_timeout=120):
-        for block in (ObjectStorage(), MLflowServer(), ContainerRegistry(), DataRepository()):
+        for block in defaults:
             block.save(DEFAULT_BLOCK_NAME, overwrite=True)
         yield
 

@@ -2,8 +2,10 @@
 # Bring up BridgeAI on a local Kind cluster:
 #   Kind cluster (ingress on host ports 3080/3443) + local registry localhost:5000
 #   ingress-nginx, cert-manager, KServe (RawDeployment), MinIO (artifacts, evidently-reports,
-#   mlflow), PostgreSQL (MLflow, Prefect, predictions), MLflow, Prefect server + Kubernetes
-#   worker, the prediction service; the `kind` work pool from its template; every deployment.
+#   mlflow), PostgreSQL (MLflow, Prefect, predictions), MLflow, the git server of the data
+#   versions, Prefect server + Kubernetes worker + the job reporter, the prediction service;
+#   the `kind` work pool from its template; the blocks; every deployment (pinned on the
+#   flow-runner image built from this checkout).
 #
 # Prerequisites: docker, kind, kubectl, helm, and this repository's environment (`make sync`).
 # Credentials come from the environment (see docs/kind.md); any that are unset are generated
@@ -22,7 +24,10 @@ cluster="${KIND_CLUSTER_NAME:-bridgeai}"
 namespace=bridgeai
 registry_name=kind-registry
 registry_port=5000
-flow_image="localhost:${registry_port}/bridgeai/flow-runner:latest"
+flow_repository="localhost:${registry_port}/bridgeai/flow-runner"
+flow_image="${flow_repository}:latest"
+flow_base=bridgeai/flow-runner-base:bookworm
+model_base="${BRIDGEAI_BASE_IMAGE:-python:3.11-slim}"
 state_dir="${BRIDGEAI_HOME:-$repo/.bridgeai}/kind"
 python="${PYTHON:-$repo/.venv/bin/python}"
 prefect="${PREFECT:-$repo/.venv/bin/prefect}"
@@ -54,6 +59,8 @@ gen() { "$python" -c 'import secrets; print(secrets.token_hex(16))'; }
 : "${BRIDGEAI_POSTGRES_PASSWORD:=$(gen)}"
 : "${BRIDGEAI_MLFLOW_USERNAME:=}"
 : "${BRIDGEAI_MLFLOW_PASSWORD:=}"
+: "${BRIDGEAI_GIT_USERNAME:=bridgeai}"
+: "${BRIDGEAI_GIT_TOKEN:=$(gen)}"
 : "${BRIDGEAI_REGISTRY_USERNAME:=}"
 : "${BRIDGEAI_REGISTRY_PASSWORD:=}"
 (
@@ -62,6 +69,7 @@ gen() { "$python" -c 'import secrets; print(secrets.token_hex(16))'; }
         printf 'BRIDGEAI_S3_ACCESS_KEY=%q\n' "$BRIDGEAI_S3_ACCESS_KEY"
         printf 'BRIDGEAI_S3_SECRET_KEY=%q\n' "$BRIDGEAI_S3_SECRET_KEY"
         printf 'BRIDGEAI_POSTGRES_PASSWORD=%q\n' "$BRIDGEAI_POSTGRES_PASSWORD"
+        printf 'BRIDGEAI_GIT_TOKEN=%q\n' "$BRIDGEAI_GIT_TOKEN"
     } >"$secrets_file"
 )
 
@@ -91,8 +99,14 @@ fi
 kubectl apply -f "$here/manifests/local-registry-hosting.yaml"
 
 log "flow-runner image $flow_image"
-docker build -f "$repo/deployments/docker/flow-runner.Dockerfile" -t "$flow_image" "$repo"
-docker push "$flow_image"
+# The base needs Debian's mirror (git, libgomp1); the flow-runner image on top builds offline from
+# wheels of this environment (bridgeai.ops.flow_runner). The model images' base must be in the
+# host's engine too: build-model-image builds with no network.
+docker build --network host -f "$repo/deployments/docker/flow-runner-base.Dockerfile" \
+    --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm -t "$flow_base" "$repo/deployments/docker"
+docker image inspect "$model_base" >/dev/null 2>&1 || docker pull "$model_base"
+"$python" -m bridgeai.ops.flow_runner --repository "$flow_repository" --base-image "$flow_base" \
+    --model-base-image "$model_base" --push
 
 # -- namespace and Secrets (values from the environment, never from files in git) ---------------
 log "namespace $namespace and Secrets"
@@ -117,9 +131,7 @@ apply_secret bridgeai-predictions-db \
 if [ -n "$BRIDGEAI_MLFLOW_USERNAME" ]; then
     apply_secret bridgeai-mlflow "username=$BRIDGEAI_MLFLOW_USERNAME" "password=$BRIDGEAI_MLFLOW_PASSWORD"
 fi
-if [ -n "$BRIDGEAI_REGISTRY_USERNAME" ]; then
-    apply_secret bridgeai-registry "username=$BRIDGEAI_REGISTRY_USERNAME" "password=$BRIDGEAI_REGISTRY_PASSWORD"
-fi
+apply_secret bridgeai-git "username=$BRIDGEAI_GIT_USERNAME" "token=$BRIDGEAI_GIT_TOKEN"
 
 # -- charts (pinned in versions.env) --------------------------------------------------------------
 chart() {  # release, namespace, "repo|chart|version", values file
@@ -144,12 +156,13 @@ chart minio "$namespace" "$CHART_MINIO" "$here/values/minio.yaml"
 log "PostgreSQL and MLflow"
 kubectl apply -f "$here/manifests/postgres.yaml"
 kubectl -n "$namespace" rollout status statefulset/postgres --timeout=5m
-kubectl apply -f "$here/manifests/mlflow.yaml"
+kubectl apply -f "$here/manifests/mlflow.yaml" -f "$here/manifests/git-server.yaml"
 
 chart prefect-server "$namespace" "$CHART_PREFECT_SERVER" "$here/values/prefect-server.yaml"
 kubectl apply -f "$here/manifests/flow-rbac.yaml" -f "$here/manifests/ingress.yaml"
-kubectl apply -f "$here/manifests/prediction-service.yaml"
+kubectl apply -f "$here/manifests/prediction-service.yaml" -f "$here/manifests/job-reporter.yaml"
 kubectl -n "$namespace" rollout status deployment/mlflow --timeout=5m
+kubectl -n "$namespace" rollout status deployment/git-server --timeout=5m
 
 # The prediction service's HPA (docs/scaling.md): replicas from BRIDGEAI_PREDICTION_MIN_REPLICAS
 # and BRIDGEAI_PREDICTION_MAX_REPLICAS (default 1 and 1).
@@ -168,8 +181,14 @@ for _ in $(seq 1 90); do
 done
 curl -fsS "$PREFECT_API_URL/health" >/dev/null || die "the Prefect API did not answer at $PREFECT_API_URL"
 PREFECT="$prefect" "$repo/deployments/work-pools/create-pools.sh" kind local
-(cd "$repo" && "$python" "$here/configure_blocks.py")
-(cd "$repo" && "$prefect" --no-prompt deploy --all)
+# The blocks carry the credentials only our code uses (the git token, optional registry login).
+(cd "$repo" && BRIDGEAI_GIT_USERNAME="$BRIDGEAI_GIT_USERNAME" BRIDGEAI_GIT_TOKEN="$BRIDGEAI_GIT_TOKEN" \
+    BRIDGEAI_REGISTRY_USERNAME="$BRIDGEAI_REGISTRY_USERNAME" \
+    BRIDGEAI_REGISTRY_PASSWORD="$BRIDGEAI_REGISTRY_PASSWORD" "$python" "$here/configure_blocks.py")
+# The kind deployments' build step rebuilds the flow-runner image from this checkout (cached
+# layers: seconds when only flows changed) and pins each deployment on its digest.
+(cd "$repo" && BRIDGEAI_FLOW_RUNNER_BUILD=1 BRIDGEAI_FLOW_RUNNER_BASE_IMAGE="$flow_base" \
+    BRIDGEAI_BASE_IMAGE="$model_base" "$prefect" --no-prompt deploy --all)
 chart prefect-worker "$namespace" "$CHART_PREFECT_WORKER" "$here/values/prefect-worker.yaml"
 
 log "ready"

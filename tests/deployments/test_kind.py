@@ -96,6 +96,7 @@ FRAGMENTS = [
     ("prefect-server", ("server", "resources"), "io.k8s.api.core.v1.ResourceRequirements"),
     ("prefect-server", ("server", "env"), "io.k8s.api.core.v1.EnvVar[]"),
     ("prefect-worker", ("worker", "resources"), "io.k8s.api.core.v1.ResourceRequirements"),
+    ("prefect-worker", ("worker", "extraEnvVars"), "io.k8s.api.core.v1.EnvVar[]"),
 ]  # fmt: skip
 
 
@@ -209,13 +210,23 @@ def _no_literal_secrets(node: Any, where: str) -> None:
             _no_literal_secrets(value, where)
 
 
-def test_flow_runner_image_puts_the_flows_where_prefect_yaml_looks() -> None:
+def test_flow_runner_image_builds_offline_and_puts_the_flows_where_prefect_yaml_looks() -> None:
+    from bridgeai.ops import flow_runner
+
     dockerfile = (REPO / "deployments/docker/flow-runner.Dockerfile").read_text()
     assert "WORKDIR /opt/bridgeai" in dockerfile
-    assert "COPY flows ./flows" in dockerfile
-    # build-model-image finds its Dockerfile template beside the source, as in a checkout.
-    assert "COPY deployments/model-image ./deployments/model-image" in dockerfile
-    assert "uv sync --locked --no-dev" in dockerfile
+    assert "COPY app/ /opt/bridgeai/" in dockerfile
+    # build-model-image finds its Dockerfile template and base image through these.
+    assert "BRIDGEAI_MODEL_IMAGE_DIR=/opt/bridgeai/deployments/model-image" in dockerfile
+    assert set(flow_runner._APP_FILES) == {
+        "flows", "blocks", "prefect.yaml", "deployments/model-image"
+    }  # fmt: skip
+    # Nothing in it reaches a network: only wheels from the context, no index, no apt.
+    steps = "\n".join(line for line in dockerfile.splitlines() if not line.startswith("#"))
+    for forbidden in ("apt-get", "curl", "wget", "uv sync", "pip install uv"):
+        assert forbidden not in steps
+    installs = re.findall(r"pip install[^&]*", steps)
+    assert installs and all("--no-index" in i for i in installs)
     assert re.search(r"^USER \d+", dockerfile, re.M)
     prefect_yaml = yaml.safe_load((REPO / "prefect.yaml").read_text())
     steps = prefect_yaml["definitions"]["pull"]["kind"]
@@ -224,22 +235,103 @@ def test_flow_runner_image_puts_the_flows_where_prefect_yaml_looks() -> None:
     )
 
 
-def test_configure_blocks_saves_in_cluster_endpoints_without_secrets(prefect_harness) -> None:
+def test_kind_deployments_build_and_pin_the_flow_runner_image_local_ones_do_not() -> None:
+    prefect_yaml = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    assert prefect_yaml["build"] is None and prefect_yaml["push"] is None
+    for deployment in prefect_yaml["deployments"]:
+        if deployment["work_pool"]["name"] == "local":
+            assert "build" not in deployment and "push" not in deployment
+            continue
+        (build,) = deployment["build"]
+        (push,) = deployment["push"]
+        assert build["bridgeai.ops.flow_runner.build_flow_runner_image"]["enabled"] == (
+            "{{ $BRIDGEAI_FLOW_RUNNER_BUILD }}"
+        )
+        assert push["bridgeai.ops.flow_runner.push_flow_runner_image"]["id"] == "flow-runner-push"
+        assert deployment["work_pool"]["job_variables"]["image"] == "{{ flow-runner-push.image }}"
+
+
+def test_the_build_step_without_its_switch_builds_nothing_and_keeps_the_pools_image() -> None:
+    import json
+
+    from bridgeai.ops import flow_runner
+
+    template = json.loads((REPO / "deployments/work-pools/kubernetes.json").read_text())
+    assert template["variables"]["properties"]["image"]["default"] == flow_runner.DEFAULT_IMAGE
+    out = flow_runner.build_flow_runner_image(enabled="")
+    assert out == {"image": flow_runner.DEFAULT_IMAGE, "built": False}
+    pushed = flow_runner.push_flow_runner_image(image=out["image"], built=out["built"])
+    assert pushed == {"image": flow_runner.DEFAULT_IMAGE}
+
+
+def test_the_flow_runner_carries_exactly_the_locked_runtime_dependencies() -> None:
+    """The wheels repacked for the image are uv.lock's non-dev packages for Linux, no more."""
+    import shutil
+
+    from packaging.requirements import Requirement
+
+    from bridgeai.ops import flow_runner
+
+    uv = shutil.which("uv") or str(REPO / ".tools" / "bin" / "uv")
+    require(Path(uv).exists(), "uv (make sync installs it)")
+    exported = subprocess.run(
+        [uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--no-header"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    locked = {}
+    for line in exported.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            requirement = Requirement(line.strip())
+            if requirement.marker is None or requirement.marker.evaluate():
+                locked[re.sub(r"[-_.]+", "-", requirement.name).lower()] = str(
+                    requirement.specifier
+                ).removeprefix("==")
+    image = {
+        re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version
+        for d in flow_runner.runtime_distributions()
+    }
+    assert image == locked
+    assert not {"pytest", "kmock", "ruff", "mypy", "playwright"} & set(image)
+
+
+def test_configure_blocks_saves_in_cluster_endpoints_and_only_our_codes_secrets(
+    prefect_harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
-    from blocks import ContainerRegistry, MLflowServer, ObjectStorage
+    from blocks import (
+        ContainerRegistry,
+        DataRepository,
+        MLflowServer,
+        ObjectStorage,
+        PredictionDatabase,
+    )
 
     spec = importlib.util.spec_from_file_location("configure_blocks", KIND / "configure_blocks.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    monkeypatch.delenv("BRIDGEAI_GIT_TOKEN", raising=False)
+    assert module.main(["--name", "kind-test"]) == 2  # no git token: refuses, saves nothing
+    monkeypatch.setenv("BRIDGEAI_GIT_TOKEN", "git-token-1")
+    monkeypatch.delenv("BRIDGEAI_REGISTRY_USERNAME", raising=False)
     # Not the default name: the session's API is shared, and "bridgeai" must stay unsaved there.
     assert module.main(["--name", "kind-test"]) == 0
     storage = ObjectStorage.load("kind-test")
     assert storage.endpoint_url == "http://minio.bridgeai.svc.cluster.local:9000"
     assert storage.secret_access_key is None and storage.access_key_id is None
     assert MLflowServer.load("kind-test").tracking_uri.endswith(".svc.cluster.local:5000/mlflow")
-    assert ContainerRegistry.load("kind-test").password is None
+    registry = ContainerRegistry.load("kind-test")
+    assert registry.password is None and registry.server == "localhost:5000"
+    assert registry.api_server == "kind-registry:5000"
+    repository = DataRepository.load("kind-test")
+    assert repository.url == "http://git.bridgeai.svc.cluster.local/data.git"
+    assert repository.token.get_secret_value() == "git-token-1"
+    database = PredictionDatabase.load("kind-test")
+    assert (
+        database.url == "postgresql://bridgeai@postgres.bridgeai.svc.cluster.local:5432/predictions"
+    )
+    assert database.password is None  # PGPASSWORD, from the Secret bridgeai-postgres
 
 
 # -- scripts --------------------------------------------------------------------------------

@@ -66,7 +66,9 @@ async def test_rendered_job_validates_strictly_with_resources_and_secret_refs() 
     assert refs["AWS_ACCESS_KEY_ID"] == {"name": "bridgeai-s3", "key": "access-key-id"}
     assert refs["AWS_SECRET_ACCESS_KEY"]["name"] == "bridgeai-s3"
     assert refs["MLFLOW_TRACKING_PASSWORD"]["optional"] is True
-    assert refs["BRIDGEAI_REGISTRY_PASSWORD"]["name"] == "bridgeai-registry"
+    assert refs["PGPASSWORD"] == {"name": "bridgeai-postgres", "key": "password"}
+    assert job["spec"]["activeDeadlineSeconds"] == 7200
+    assert pod["volumes"] == [] and container["volumeMounts"] == []
     # The worker's own variables are still added (it prepends them to our list).
     assert "PREFECT__FLOW_RUN_ID" in env and env["EXTRA"]["value"] == "1"
 
@@ -78,6 +80,29 @@ async def test_job_with_overridden_resources_still_validates() -> None:
     validate_k8s(job)
     resources = job["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert resources["limits"] == {"cpu": "4", "memory": "6Gi"}
+
+
+@pytest.mark.asyncio
+async def test_the_docker_socket_job_variables_render_a_valid_job() -> None:
+    """build-model-image/kind's job variables (prefect.yaml) give the pod the node's socket."""
+    import yaml
+
+    deployment = next(
+        d
+        for d in yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+        if d["entrypoint"] == "flows/build_image.py:build_model_image" and d["name"] == "kind"
+    )
+    variables = {k: v for k, v in deployment["work_pool"]["job_variables"].items() if k != "image"}
+    job = await rendered_job({**defaults(template()), **variables})
+    validate_k8s(job)
+    pod = job["spec"]["template"]["spec"]
+    (volume,) = pod["volumes"]
+    assert volume["hostPath"] == {"path": "/var/run/docker.sock", "type": "Socket"}
+    (mount,) = pod["containers"][0]["volumeMounts"]
+    assert mount["mountPath"] == "/var/run/docker.sock" and mount["name"] == volume["name"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["DOCKER_HOST"] == "unix:///var/run/docker.sock"
+    assert pod["securityContext"] == {"runAsUser": 0}
 
 
 @pytest.mark.asyncio

@@ -189,7 +189,7 @@ def test_a_bad_test_name_fails_before_any_loading(env: DriftEnv) -> None:
 def test_a_window_with_shifted_area_flags_area_and_emits_the_event(
     production_env, pg_database_url: str
 ) -> None:
-    from prefect.blocks.system import Secret
+    from blocks import PredictionDatabase
 
     env, version, model = production_env
     # Unshifted traffic the day before, shifted traffic in the window.
@@ -203,9 +203,9 @@ def test_a_window_with_shifted_area_flags_area_and_emits_the_event(
     _log_window(
         pg_database_url, model, housing_frame(500, seed=42, area_shift=1.4), WINDOW_START, version
     )
-    secret = f"drift-db-{secrets.token_hex(3)}"
-    Secret(value=pg_database_url).save(secret)
-    common = {"current": "production", "database_url_secret": secret, **env.blocks()}
+    database = f"drift-db-{secrets.token_hex(3)}"
+    PredictionDatabase.from_url(pg_database_url).save(database)
+    common = {"current": "production", "database_block": database, **env.blocks()}
 
     before, _ = _run(
         window_start=WINDOW_START - timedelta(days=1),

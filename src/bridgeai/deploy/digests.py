@@ -75,8 +75,13 @@ def resolve_digest(
     password: str | None = None,
     insecure: bool = False,
     timeout: float = 15.0,
+    api_host: str | None = None,
 ) -> str:
     """``host/repo@sha256:...`` for the tag in ``reference``.
+
+    ``api_host`` is where this process reaches the registry when that differs from the host the
+    reference names (inside a Kind pod the nodes' ``localhost:5000`` is ``kind-registry:5000``);
+    the answer keeps the reference's host, which is what the nodes pull from.
 
     Raises:
         DigestLookupError: the tag does not exist, the credentials were refused, or the registry
@@ -85,7 +90,8 @@ def resolve_digest(
     import httpx
 
     host, repo, tag = split_reference(reference)
-    url = f"{_scheme(host, insecure)}://{host}/v2/{repo}/manifests/{tag}"
+    api = api_host or host
+    url = f"{_scheme(api, insecure)}://{api}/v2/{repo}/manifests/{tag}"
     auth: tuple[str | bytes, str | bytes] | None = (username, password or "") if username else None
     headers = {"Accept": MANIFEST_TYPES}
     try:
@@ -100,7 +106,7 @@ def resolve_digest(
                 elif auth is not None:
                     response = client.head(url, headers=headers, auth=auth)
     except httpx.HTTPError as exc:
-        raise DigestLookupError(f"registry {host} is unreachable: {exc}", transient=True) from None
+        raise DigestLookupError(f"registry {api} is unreachable: {exc}", transient=True) from None
     if response.status_code == 401:
         what = "refused the credentials" if auth else "requires credentials"
         raise DigestLookupError(

@@ -377,18 +377,27 @@ class Stack:
             DataRepository,
             MLflowServer,
             ObjectStorage,
+            PredictionDatabase,
         )
 
         storage = self.object_storage()
         _retry(storage.ensure_buckets, attempts=20, delay=0.5)
         with temporary_settings({PREFECT_API_URL: self.urls()["prefect-api"]}):
-            for block_cls in (ObjectStorage, MLflowServer, ContainerRegistry, DataRepository):
+            block_types = (
+                ObjectStorage,
+                MLflowServer,
+                ContainerRegistry,
+                DataRepository,
+                PredictionDatabase,
+            )
+            for block_cls in block_types:
                 block_cls.register_type_and_schema()
             storage.save(DEFAULT_BLOCK_NAME, overwrite=True)
             self.mlflow_server().save(DEFAULT_BLOCK_NAME, overwrite=True)
             # Kept when the user saved their own; the worker shares this $BRIDGEAI_HOME, so the
-            # local data repository (no git remote) is the one every flow run sees.
-            for default in (ContainerRegistry(), DataRepository()):
+            # local data repository (no git remote) and the prediction log the local service
+            # writes ($BRIDGEAI_DATABASE_URL, else SQLite) are the ones every flow run sees.
+            for default in (ContainerRegistry(), DataRepository(), PredictionDatabase()):
                 try:
                     type(default).load(DEFAULT_BLOCK_NAME)
                 except ValueError:

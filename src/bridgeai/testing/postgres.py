@@ -41,6 +41,8 @@ class PostgresCluster:
 
     port: int = field(default_factory=procs.free_port)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bridgeai-pg-")))
+    #: The loopback address it listens on (the simulated cluster gives it a Service's address).
+    host: str = procs.LOOPBACK
 
     @property
     def data_dir(self) -> Path:
@@ -49,7 +51,7 @@ class PostgresCluster:
     @property
     def url(self) -> str:
         """A standard ``postgresql://`` URL with password, as the service expects."""
-        return f"postgresql://postgres:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
+        return f"postgresql://postgres:{PASSWORD}@{self.host}:{self.port}/{DATABASE}"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = list(args)
@@ -79,7 +81,7 @@ class PostgresCluster:
         if not self.data_dir.exists():
             self.init()
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
+            f"-p {self.port} -c listen_addresses={self.host} -k {self.root} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         self._run(
@@ -120,7 +122,7 @@ class PostgresCluster:
     def _psql(self, sql: str, database: str) -> str:
         env = {**os.environ, "PGPASSWORD": PASSWORD}
         out = subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+            ["psql", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-d", database,
              "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
             check=True, capture_output=True, text=True, env=env, timeout=60,
         )  # fmt: skip

@@ -57,3 +57,19 @@ def test_unreachable_registry() -> None:
     port = procs.free_port()
     with pytest.raises(DigestLookupError, match="unreachable"):
         resolve_digest(f"127.0.0.1:{port}/a/b:1", timeout=2)
+
+
+@pytest.mark.integration
+def test_the_api_host_is_asked_and_the_reference_keeps_the_nodes_host(
+    oci_registry: Registry,
+) -> None:
+    """Inside a Kind pod the nodes' localhost:5000 is reached as kind-registry:5000."""
+    digest = oci_registry.push("bridgeai/bridgeai-mlops", "3", b'{"v": 3}')
+    ref = resolve_digest(
+        "localhost:5000/bridgeai/bridgeai-mlops:3",
+        username=oci_registry.username,
+        password=oci_registry.password,
+        insecure=True,
+        api_host=oci_registry.host,
+    )
+    assert ref == f"localhost:5000/bridgeai/bridgeai-mlops@{digest}"
