@@ -23,7 +23,6 @@ deployment is stamped on the model version (tags ``deployment_*``).
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -44,8 +43,6 @@ from flows._progress import Progress
 from flows._tasks import IO_RETRIES
 
 DEFAULT_NAMESPACE = "bridgeai"
-#: The pipeline's and the automation's base image for the model image, when none is given.
-BASE_IMAGE_ENV = "BRIDGEAI_BASE_IMAGE"
 #: Model-version tags recording where the version was last deployed (lineage).
 DEPLOYMENT_TAGS = ("deployment_target", "deployment_image", "deployment_flow_run_id", "deployed_at")
 
@@ -468,12 +465,11 @@ def _build(
     unavailable = docker_unavailable()
     if unavailable is not None and mode == "auto":
         return None, "no Docker engine: skipped (" + unavailable.split(". ")[0] + ")"
-    base = base_image or os.environ.get(BASE_IMAGE_ENV)
-    built = build_model_image(
+    built = build_model_image(  # an empty base image: $BRIDGEAI_BASE_IMAGE, else its default
         model_uri=model_uri,
+        base_image=base_image,
         mlflow_block=mlflow_block,
         registry_block=registry_block,
-        **({"base_image": base} if base else {}),
     )
     return built.reference, ""
 

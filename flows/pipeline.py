@@ -31,8 +31,6 @@ from flows.drift import drift_monitoring
 from flows.ingest import data_ingestion
 from flows.train import TrainResult, model_training
 
-DEFAULT_BASE_IMAGE_ENV = "BRIDGEAI_BASE_IMAGE"
-
 
 class PipelineResult(BaseModel):
     """Each stage's outcome; a stage that did not run has ``None`` and a note saying why."""
@@ -283,7 +281,7 @@ def mlops_pipeline(
             names,
             target=target,
             build_image=build_image,
-            base_image=base_image or os.environ.get(DEFAULT_BASE_IMAGE_ENV),
+            base_image=base_image,  # empty: build-model-image reads $BRIDGEAI_BASE_IMAGE
             smoke_rows=smoke_rows,
             service_url=service_url,
         )

@@ -243,8 +243,8 @@ def start_service(
 
     A running service is reused when it already points at ``model_url``; otherwise it is stopped
     first (it flushes its prediction-log spool on SIGTERM; the new process keeps a spool of its
-    own) and a new one starts. The prediction log is the service's default (SQLite under ``$BRIDGEAI_HOME``) unless
-    ``env`` or the environment sets ``BRIDGEAI_DATABASE_URL``.
+    own) and a new one starts. The prediction log is the service's default (SQLite under
+    ``$BRIDGEAI_HOME``) unless ``env`` or the environment sets ``BRIDGEAI_DATABASE_URL``.
 
     Raises:
         procs.ServiceStartError: the service exited or was not ready in time (log tail included).
