@@ -37,7 +37,7 @@ from pathlib import Path
 from _common import BENCH, load_parser, write_results, wrk_missing
 
 from bridgeai import procs, schema
-from bridgeai.testing.postgres import DATABASE, PostgresCluster, find_bin
+from bridgeai.testing.postgres import PostgresCluster
 
 TARGET_RPS = 1000.0
 MODEL_NAME = "house_price_prediction_prod"
@@ -72,22 +72,7 @@ end
 
 
 class DurablePostgres(PostgresCluster):
-    """The test cluster helper, but with PostgreSQL's durable defaults (fsync, sync commit)."""
-
-    fast: bool = False
-
-    def start(self) -> None:
-        if not self.data_dir.exists():
-            self.init()
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
-        if self.fast:
-            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run(
-            str(find_bin("pg_ctl")), "-D", str(self.data_dir), "-o", options,
-            "-l", str(self.root / "postgres.log"), "-w", "-t", "60", "start",
-        )  # fmt: skip
-        if not self._database_exists():
-            self._psql(f"CREATE DATABASE {DATABASE}", database="postgres")
+    """The test cluster helper, here with PostgreSQL's durable defaults (fsync, sync commit)."""
 
     def database(self, name: str) -> str:
         self.psql(f"CREATE DATABASE {name}")
@@ -272,8 +257,7 @@ def main() -> int:
     from bridgeai.testing.synthetic import housing_frame
 
     work = Path(tempfile.mkdtemp(prefix="bench-service-"))
-    cluster = DurablePostgres()
-    cluster.fast = args.fast_pg
+    cluster = DurablePostgres(durability="fast" if args.fast_pg else "durable")
     cluster.start()
     model_server = None
     runs: dict[str, list[tuple[LoadResult, int, int]]] = {"durable": [], "async": []}

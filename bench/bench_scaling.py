@@ -32,24 +32,14 @@ from typing import Any
 
 from _common import ROOT, write_results
 
-from bridgeai.testing.postgres import PostgresCluster, find_bin
+from bridgeai.testing.postgres import PostgresCluster
 
 
 class DurablePostgres(PostgresCluster):
     """The test cluster helper with PostgreSQL's durable defaults (fsync, synchronous commit)."""
 
-    def start(self) -> None:
-        if not self.data_dir.exists():
-            self.init()
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
-        self._run(
-            str(find_bin("pg_ctl")), "-D", str(self.data_dir), "-o", options,
-            "-l", str(self.root / "postgres.log"), "-w", "-t", "60", "start",
-        )  # fmt: skip
-        if not self._database_exists():
-            from bridgeai.testing.postgres import DATABASE
-
-            self._psql(f"CREATE DATABASE {DATABASE}", database="postgres")
+    def __init__(self) -> None:
+        super().__init__(durability="durable")
 
     def postmaster_pid(self) -> int:
         return int((self.data_dir / "postmaster.pid").read_text().split()[0])

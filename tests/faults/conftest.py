@@ -65,32 +65,14 @@ def killable_model_server(fault_model_dir: Path, tmp_path: Path) -> Iterator[Mod
         server.stop()
 
 
-class CommittingPostgres(pg.PostgresCluster):
-    """The test cluster with ``synchronous_commit=on``: a commit it acknowledges survives a
-    SIGKILL of PostgreSQL (``fsync`` stays off: the OS keeps written pages across a process
-    crash; only a power loss would need it). The session cluster's ``synchronous_commit=off``
-    loses the last acknowledged commits when PostgreSQL itself is killed."""
-
-    def start(self) -> None:
-        if not self.data_dir.exists():
-            self.init()
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
-            "-c fsync=off -c synchronous_commit=on -c full_page_writes=off"
-        )
-        self._run(
-            str(pg.find_bin("pg_ctl")), "-D", str(self.data_dir), "-o", options,
-            "-l", str(self.root / "postgres.log"), "-w", "-t", "60", "start",
-        )  # fmt: skip
-        if not self._database_exists():
-            self._psql(f"CREATE DATABASE {pg.DATABASE}", database="postgres")
-
-
 @pytest.fixture
 def own_postgres() -> Iterator[pg.PostgresCluster]:
-    """A PostgreSQL cluster of this test's own (it may be SIGKILLed), committing durably."""
+    """A PostgreSQL cluster of this test's own (it may be SIGKILLed), with
+    ``synchronous_commit=on``: a commit it acknowledged survives a SIGKILL of PostgreSQL (the OS
+    keeps written pages across a process crash; only a power loss would need fsync). The
+    session cluster's ``synchronous_commit=off`` loses the last acknowledged commits."""
     require(pg.available(), "PostgreSQL server binaries (initdb, pg_ctl)")
-    cluster = CommittingPostgres()
+    cluster = pg.PostgresCluster(durability="committing")
     cluster.start()
     try:
         yield cluster

@@ -35,6 +35,14 @@ def available() -> bool:
     return bool(find_bin("initdb") and find_bin("pg_ctl"))
 
 
+#: Server settings per ``PostgresCluster.durability``.
+DURABILITY = {
+    "fast": " -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+    "committing": " -c fsync=off -c synchronous_commit=on -c full_page_writes=off",
+    "durable": "",
+}
+
+
 @dataclass
 class PostgresCluster:
     """One PostgreSQL cluster in its own temporary folder."""
@@ -43,6 +51,10 @@ class PostgresCluster:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bridgeai-pg-")))
     #: The loopback address it listens on (the simulated cluster gives it a Service's address).
     host: str = procs.LOOPBACK
+    #: "fast" (tests: nothing waits for the disk), "committing" (``synchronous_commit=on``: an
+    #: acknowledged commit survives a SIGKILL of PostgreSQL, not a power loss) or "durable"
+    #: (PostgreSQL's defaults, fsync on: what production runs and the benchmarks measure).
+    durability: str = "fast"
 
     @property
     def data_dir(self) -> Path:
@@ -78,12 +90,12 @@ class PostgresCluster:
         )  # fmt: skip
 
     def start(self) -> None:
+        if self.durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {sorted(DURABILITY)}")
         if not self.data_dir.exists():
             self.init()
-        options = (
-            f"-p {self.port} -c listen_addresses={self.host} -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+        options = f"-p {self.port} -c listen_addresses={self.host} -k {self.root}"
+        options += DURABILITY[self.durability]
         self._run(
             str(find_bin("pg_ctl")), "-D", str(self.data_dir), "-o", options,
             "-l", str(self.root / "postgres.log"), "-w", "-t", "60", "start",
