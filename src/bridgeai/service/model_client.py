@@ -153,6 +153,11 @@ def parse_binary_response(payload: bytes, json_length: str, expected_rows: int) 
             "The model server's binary response does not hold a 'price' output whose "
             "binary_data_size matches its bytes"
         ) from None
+    return _inference(doc, prices, expected_rows)
+
+
+def _inference(doc: dict[str, Any], prices: list[float], expected_rows: int) -> Inference:
+    """The prices of a parsed response, checked against the number of houses sent."""
     if len(prices) != expected_rows:
         raise ModelFailed(
             f"The model server returned {len(prices)} prices for {expected_rows} houses"
@@ -177,12 +182,7 @@ def parse_v2_response(payload: bytes, expected_rows: int) -> Inference:
             "The model server's response is not an OIP v2 inference response with a 'price' "
             "output; check that BRIDGEAI_MODEL_URL points at `bridgeai serve-model` or KServe"
         ) from None
-    if len(prices) != expected_rows:
-        raise ModelFailed(
-            f"The model server returned {len(prices)} prices for {expected_rows} houses"
-        )
-    version = doc.get("model_version")
-    return Inference(prices, None if version is None else str(version))
+    return _inference(doc, prices, expected_rows)
 
 
 class ModelClient:

@@ -17,6 +17,7 @@ Every way the lengths can fail to add up is a :class:`~bridgeai.serving.errors.P
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Any, Final
 
 import numpy as np
@@ -103,14 +104,19 @@ def strings(name: str, rows: int, raw: memoryview) -> list[bytes] | np.ndarray:
         distinct: Any = set(values)
     else:
         values, distinct = few
-    for value in distinct:
+    check_utf8(name, distinct)
+    return values
+
+
+def check_utf8(name: str, values: Iterable[bytes]) -> None:
+    """Raise ``ProtocolError`` naming input ``name`` unless every BYTES element is UTF-8 text."""
+    for value in values:
         try:
             value.decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError(
                 f"input {name!r}: BYTES element {value[:40]!r} is not valid UTF-8 text"
             ) from None
-    return values
 
 
 #: More distinct spellings than this in one column: the element-by-element parse is as fast.

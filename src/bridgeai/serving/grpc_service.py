@@ -107,13 +107,7 @@ def _contents(tensor: Any) -> list[Any]:
                     f"input {name!r}: {datatype} data must be finite numbers; got {value}"
                 )
     elif datatype == "BYTES":
-        for value in set(values):
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ProtocolError(
-                    f"input {name!r}: BYTES element {value[:40]!r} is not valid UTF-8 text"
-                ) from None
+        binary.check_utf8(name, set(values))
     return values
 
 
