@@ -138,14 +138,17 @@ def binary_requests(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
     datatypes = {n: draw(st.sampled_from(_DATATYPES[n])) for n in schema.NUMERIC}
     pairs = []
     for tensor, raw in bt.tensors(rows, datatypes):
-        if datatypes.get(tensor["name"], "").startswith("FP") and draw(st.booleans()):
+        # Each spoiling is drawn rarely enough that a good share of the 300 requests stay
+        # valid (with even odds for each, a run could see no valid request at all: seen once in
+        # five runs, failing the "every outcome reached" check below).
+        if datatypes.get(tensor["name"], "").startswith("FP") and draw(st.integers(0, 3)) == 0:
             raw = bt.element_bytes(datatypes[tensor["name"]], [math.nan] + [1.0] * (len(rows) - 1))
-        if draw(st.integers(0, 9)) == 0:  # a declared size that does not match the bytes
+        if draw(st.integers(0, 19)) == 0:  # a declared size that does not match the bytes
             size = draw(st.one_of(st.integers(-3, len(raw) + 10), _JUNK64))
             tensor = tensor | {"parameters": {"binary_data_size": size}}
         pairs.append((tensor, raw))
     body, headers = bt.body(pairs)
-    spoil = draw(st.sampled_from(["none", "truncate", "extend", "header", "no header"]))
+    spoil = draw(st.sampled_from(["none"] * 4 + ["truncate", "extend", "header", "no header"]))
     if spoil == "truncate":
         body = body[: draw(st.integers(0, len(body) - 1))]
     elif spoil == "extend":
