@@ -151,12 +151,30 @@ def _bridgeai_env(home: Path, **extra: str) -> dict[str, str]:
     return {**env, "BRIDGEAI_HOME": str(home), **extra}
 
 
+_RECORDED_CHILD = """
+import sys
+from bridgeai.deploy import local
+with local.recorded("model-server", "127.0.0.1", 8123):
+    print("recorded", flush=True)
+    sys.stdin.read()
+"""
+
+
 def test_a_recorded_process_is_forgotten_when_it_ends_or_its_pid_is_not_bridgeai(
     bridgeai_home: Path,
 ) -> None:
-    with local_serving.recorded("model-server", "127.0.0.1", 8123) as me:
+    # A bridgeai process records itself (its command line names bridgeai, as `bridgeai serve`'s
+    # does; this test process's need not: under `make test` it is plain `pytest`).
+    child = subprocess.Popen(
+        [sys.executable, "-c", _RECORDED_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"recorded\n"
         (found,) = local_serving.recorded_processes()
-        assert (found.pid, found.port, found.kind) == (me.pid, 8123, "model-server")
+        assert (found.pid, found.port, found.kind) == (child.pid, 8123, "model-server")
+    finally:
+        child.communicate(timeout=30)  # stdin closed: it leaves the block and exits
+    assert child.returncode == 0
     assert local_serving.recorded_processes() == []
     # A record left by a SIGKILLed process whose PID now belongs to something else.
     sleeper = subprocess.Popen(["sleep", "60"])
