@@ -28,6 +28,9 @@ DOCS = ("ingestion", "training", "model-server", "prediction-service", "drift")
 NOT_RUN = {
     "kind": "every example needs a Kubernetes cluster, a Docker engine or the internet",
     "scaling": "its two examples configure autoscaling on a Kubernetes cluster (KServe, Kind)",
+    "loop": "its examples need the local stack with its automations on (minutes of chained runs) "
+    "and a request id of your own: tests/flows/test_loop.py runs that chain, "
+    "tests/bridgeai/ops/test_lineage.py the lineage command",
 }
 _ACTIVATE = readme.parse("```bash\nsource .venv/bin/activate\n```\n")
 _STOP = readme.parse("```bash\nbridgeai down\n```\n")

@@ -29,6 +29,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator, Sequence
@@ -186,33 +187,43 @@ class Namespace:
     4200, ...) are free however busy the machine is; without ``unshare`` (not root) commands
     run in the host's network.
 
-    It has a private ``/tmp`` too, in which only ``keep`` (the page's own folders) is the host's:
+    It has a private ``/tmp`` too, in which only the ``keep`` folders (the page's own, and the
+    data source's when it lives under ``/tmp``) are the host's:
     SeaweedFS names its Unix sockets after its ports (``/tmp/seaweedfs-filer-grpc-18334.sock``)
     and talks to itself through them, so two pages on the same fixed ports, each in its own
     network, would otherwise take over each other's sockets.
     """
 
-    #: Run in the new namespaces before the holder sleeps: loopback up; ``/tmp`` a tmpfs with
-    #: ``$KEEP`` bound back into it (``cd`` first: ``.`` is still the host's folder after the
-    #: tmpfs hides it, and ``--no-canonicalize`` keeps mount from resolving it to the new one).
+    #: Run in the new namespaces before the holder sleeps: loopback up; the host's ``/tmp``
+    #: bound on ``/mnt`` (private to this mount namespace), ``/tmp`` a tmpfs, each of the
+    #: ``$KEEP`` folders (colon-separated) bound back into it from ``/mnt``, ``/mnt`` let go.
     _SETUP = (
         "ip link set lo up && "
-        'if [ -n "$KEEP" ]; then cd "$KEEP" && mount -t tmpfs -o mode=1777 readme-tmp /tmp && '
-        'mkdir -p "$KEEP" && mount --no-canonicalize --bind . "$KEEP" && cd / && '
-        "touch /tmp/.readme-ready; fi && exec sleep 86400"
+        'if [ -n "$KEEP" ]; then mount --bind /tmp /mnt && '
+        "mount -t tmpfs -o mode=1777 readme-tmp /tmp && IFS=: && "
+        'for k in $KEEP; do mkdir -p "$k" && '
+        'mount --no-canonicalize --bind "/mnt${k#/tmp}" "$k" || exit 1; done && '
+        "umount -l /mnt && touch /tmp/.readme-ready; fi && exec sleep 86400"
     )
 
-    def __init__(self, keep: Path | None = None) -> None:
+    def __init__(self, keep: Path | Sequence[Path] | None = None) -> None:
         self.holder: subprocess.Popen[bytes] | None = None
         self.mount = False
-        keep = keep.resolve() if keep is not None else None
-        if keep is not None and keep.is_relative_to("/tmp") and keep != Path("/tmp"):
-            self.holder = self._start(keep)
+        folders = [keep] if isinstance(keep, Path) else list(keep or [])
+        under_tmp = sorted(
+            {
+                f.resolve()
+                for f in folders
+                if f.resolve().is_relative_to("/tmp") and f.resolve() != Path("/tmp")
+            }
+        )
+        if under_tmp:
+            self.holder = self._start(under_tmp)
             self.mount = self.holder is not None
         if self.holder is None:  # no private /tmp possible: the network alone
-            self.holder = self._start(None)
+            self.holder = self._start([])
 
-    def _start(self, keep: Path | None) -> subprocess.Popen[bytes] | None:
+    def _start(self, keep: list[Path]) -> subprocess.Popen[bytes] | None:
         command = ["unshare", "--net", *(["--mount"] if keep else []), "sh", "-c", self._SETUP]
         try:
             holder = subprocess.Popen(
@@ -220,7 +231,7 @@ class Namespace:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                env={**os.environ, "KEEP": str(keep or "")},
+                env={**os.environ, "KEEP": ":".join(map(str, keep))},
             )
         except OSError:
             return None
@@ -302,7 +313,12 @@ class Page:
     def __post_init__(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         if self.namespace is None:
-            self.namespace = Namespace(Path(os.path.commonpath([self.root, self.work])))
+            page_folders = Path(os.path.commonpath([self.root, self.work]))
+            data = self.env.get("BRIDGEAI_DATA_SOURCE")
+            # The data source is the host's too (CI's checkout, and ../shared beside it, may
+            # live under /tmp).
+            data_folder = [Path(data).resolve().parent] if data and "://" not in data else []
+            self.namespace = Namespace([page_folders, *data_folder])
         self._state = self.work / "shell-state.sh"
         self._state.write_text(_exports(self.env))
         self._cwd = self.work / "shell-cwd"
@@ -528,13 +544,20 @@ def user_environment(home: Path, data_source: Path) -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("PREFECT_", "BRIDGEAI_", "MLFLOW_", "VIRTUAL_ENV", "DOCKER_", "UV_"))
-        and key not in ("PYTHONPATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        # What the test's own runner leaves behind: `uv run` exports UV (its own path, which
+        # the Makefile's `UV ?=` would take) and `make test` its MAKEFLAGS/MAKELEVEL.
+        and key not in ("PYTHONPATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "UV")
+        and key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
     }
     keep = ("python3", "git", "make", "curl")
+    # This checkout's virtualenv (`uv run` puts its bin first) is not the new user's either.
+    own_venv = Path(sys.prefix, "bin") if sys.prefix != sys.base_prefix else None
     env["PATH"] = os.pathsep.join(
         d
         for d in env.get("PATH", "").split(os.pathsep)
         if not (Path(d, "uv").exists() and not any(Path(d, t).exists() for t in keep))
+        and (own_venv is None or Path(d) != own_venv)
     )
-    env.update(BRIDGEAI_DATA_SOURCE=str(data_source), PREFECT_HOME=str(home / "prefect"))
+    # Resolved: a symlink under /tmp would point nowhere inside the page's private /tmp.
+    env.update(BRIDGEAI_DATA_SOURCE=str(data_source.resolve()), PREFECT_HOME=str(home / "prefect"))
     return env
