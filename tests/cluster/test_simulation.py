@@ -187,9 +187,11 @@ def test_the_real_kubectl_reads_the_cluster(sim_cluster: SimulatedCluster) -> No
     if kubectl is None:
         pytest.skip("kubectl is not installed")
     result = subprocess.run(
-        [kubectl, "--kubeconfig", str(sim_cluster.kubeconfig), "-n", NS, "get", "deployments",
-         "-o", "name"],
+        [kubectl, "--kubeconfig", str(sim_cluster.kubeconfig), "-n", NS, "get",
+         "deployments,statefulsets", "-o", "name"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "deployment.apps/prediction-service" in result.stdout.split()
+    names = result.stdout.split()
+    assert "statefulset.apps/prediction-service" in names, names
+    assert "deployment.apps/job-reporter" in names, names

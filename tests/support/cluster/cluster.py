@@ -448,7 +448,10 @@ class SimulatedCluster:
     def wait_available(self, deployments: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = [self.get("apps/v1/deployments", name) for name in deployments]
+            found = [
+                self.get("apps/v1/deployments", name) or self.get("apps/v1/statefulsets", name)
+                for name in deployments
+            ]
             if all(d and (d.get("status") or {}).get("availableReplicas", 0) >= 1 for d in found):
                 return
             time.sleep(1)

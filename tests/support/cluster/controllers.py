@@ -113,6 +113,7 @@ class Controllers:
                 self.services,
                 self.kserve,
                 self.deployments,
+                self.statefulsets,
                 self.jobs,
             ):
                 try:
@@ -127,7 +128,10 @@ class Controllers:
     def garbage_collect(self) -> None:
         alive = set()
         everything = []
-        for key in ("batch/v1/jobs", "apps/v1/deployments", "v1/pods", "v1/services", ISVC):
+        for key in (
+            "batch/v1/jobs", "apps/v1/deployments", "apps/v1/statefulsets", "v1/pods",
+            "v1/services", ISVC,
+        ):  # fmt: skip
             for obj in self.api.list(key):
                 alive.add(obj["metadata"]["uid"])
                 everything.append((key, obj))
@@ -420,6 +424,110 @@ class Controllers:
             condition["lastUpdateTime"] = stamp
         deployment["status"] = status
         self.api.replace("apps/v1/deployments", meta["namespace"], meta["name"], deployment)
+
+    # -- StatefulSets -----------------------------------------------------------------------------
+    def statefulsets(self) -> None:
+        """Pods ``<name>-<ordinal>``, each with its own claims from ``volumeClaimTemplates``
+        (``<template>-<name>-<ordinal>``, created once and kept, as ``whenScaled: Retain`` and
+        the default ``whenDeleted: Retain`` say); ``OrderedReady`` creates ordinal n+1 only once
+        n is ready, ``Parallel`` all at once; a failed or outdated pod is replaced, the highest
+        ordinal first. Scaling down removes the highest ordinals; their claims stay."""
+        for sts in self.api.list("apps/v1/statefulsets"):
+            meta, spec = sts["metadata"], sts["spec"]
+            if meta.get("deletionTimestamp") or (meta.get("annotations") or {}).get(STAND_IN):
+                continue
+            namespace, name = meta["namespace"], meta["name"]
+            replicas = int(spec.get("replicas", 1))
+            revision = template_hash(spec["template"])
+            pods = {
+                p["metadata"]["name"]: p for p in self.api.list("v1/pods", namespace)
+                if _owned_by(p, sts) and not p["metadata"].get("deletionTimestamp")
+            }  # fmt: skip
+            ordered = spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady"
+            for ordinal in range(replicas):
+                pod = pods.get(f"{name}-{ordinal}")
+                if pod is None:
+                    self._statefulset_pod(sts, ordinal, revision)
+                    if ordered:
+                        break
+                    continue
+                outdated = pod["metadata"]["labels"].get("controller-revision-hash") != revision
+                if _finished(pod) == "Failed" or (outdated and self._all_ready(pods, replicas)):
+                    self.api.delete("v1/pods", namespace, pod["metadata"]["name"])
+                    break  # one at a time
+                if ordered and not _pod_ready(pod):
+                    break
+            for pod_name in pods:  # scaled down: the highest ordinals go
+                if int(pod_name.rsplit("-", 1)[1]) >= replicas:
+                    self.api.delete("v1/pods", namespace, pod_name)
+            kept = [p for n, p in pods.items() if int(n.rsplit("-", 1)[1]) < replicas]
+            ready = sum(1 for p in kept if _pod_ready(p))
+            current = sum(
+                1 for p in kept
+                if p["metadata"]["labels"].get("controller-revision-hash") == revision
+            )  # fmt: skip
+            status = {
+                "observedGeneration": meta.get("generation", 1),
+                "replicas": len(kept),
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "currentReplicas": current,
+                "updatedReplicas": current,
+                "currentRevision": f"{name}-{revision}",
+                "updateRevision": f"{name}-{revision}",
+            }
+            if sts.get("status") != status:
+                sts["status"] = status
+                self.api.replace("apps/v1/statefulsets", namespace, name, sts)
+
+    @staticmethod
+    def _all_ready(pods: dict[str, dict[str, Any]], replicas: int) -> bool:
+        return len(pods) >= replicas and all(_pod_ready(p) for p in pods.values())
+
+    def _statefulset_pod(self, sts: dict[str, Any], ordinal: int, revision: str) -> None:
+        meta, spec = sts["metadata"], sts["spec"]
+        namespace, name = meta["namespace"], meta["name"]
+        template = copy.deepcopy(spec["template"])
+        pod_name = f"{name}-{ordinal}"
+        volumes = template["spec"].setdefault("volumes", [])
+        for claim_template in spec.get("volumeClaimTemplates") or []:
+            template_name = claim_template["metadata"]["name"]
+            claim_name = f"{template_name}-{pod_name}"
+            with contextlib.suppress(ApiError):  # kept from an earlier pod of this ordinal
+                self.api.create(
+                    "v1/persistentvolumeclaims",
+                    {
+                        "metadata": {
+                            **copy.deepcopy(claim_template["metadata"]),
+                            "name": claim_name,
+                            "namespace": namespace,
+                        },
+                        "spec": copy.deepcopy(claim_template.get("spec") or {}),
+                    },
+                )
+            volumes.append(
+                {"name": template_name, "persistentVolumeClaim": {"claimName": claim_name}}
+            )
+        labels = {
+            **(template.get("metadata", {}).get("labels") or {}),
+            "controller-revision-hash": revision,
+            "statefulset.kubernetes.io/pod-name": pod_name,
+            "apps.kubernetes.io/pod-index": str(ordinal),
+        }
+        pod_meta = {
+            **template.get("metadata", {}),
+            "name": pod_name,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [_owner_ref(sts)],
+        }
+        pod_spec = template["spec"]
+        pod_spec.setdefault("restartPolicy", "Always")
+        pod_spec.setdefault("hostname", pod_name)
+        if spec.get("serviceName"):
+            pod_spec.setdefault("subdomain", spec["serviceName"])
+        with contextlib.suppress(ApiError):  # its predecessor is still terminating: next pass
+            self.api.create("v1/pods", {"metadata": pod_meta, "spec": pod_spec})
 
     # -- KServe -----------------------------------------------------------------------------------
     def kserve(self) -> None:
