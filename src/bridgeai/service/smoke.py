@@ -44,17 +44,23 @@ def run_smoke(
     *,
     api_key: str | None = None,
     timeout: float = 10.0,
+    ready_timeout: float = 180.0,
 ) -> SmokeResult:
-    """Post the original's example house, then each of ``houses``, to ``/predict``.
+    """Wait until the service is ready, then post the original's example house and each of
+    ``houses`` to ``/predict``.
 
     Args:
         service_url: the service's base URL, e.g. ``http://127.0.0.1:8000``.
         houses: rows with the 12 features and, optionally, the known ``price``.
         api_key: sent as ``X-API-Key`` when the service requires one.
         timeout: seconds per request.
+        ready_timeout: seconds to wait for ``/ready``. On a cluster the Service routes to a
+            replica only once its readiness probe passes, which is some seconds after the model
+            it depends on became ready.
 
     Raises:
-        SmokeError: a request failed or answered something other than the original's contract.
+        SmokeError: the service did not get ready, or a request failed or answered something
+            other than the original's contract.
     """
     import httpx
 
@@ -64,6 +70,7 @@ def run_smoke(
     latencies: list[float] = []
     errors: list[float] = []
     with httpx.Client(base_url=base, headers=headers, timeout=timeout) as client:
+        _wait_ready(client, base, ready_timeout)
         first = _predict(client, dict(schema.EXAMPLE_HOUSE), latencies)
         for house in houses:
             body = {name: _plain(house[name]) for name in schema.FEATURES}
@@ -84,6 +91,27 @@ def run_smoke(
         started_at=started,
         finished_at=time.time(),
     )
+
+
+def _wait_ready(client: Any, base: str, ready_timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + ready_timeout
+    last = "no answer"
+    while True:
+        try:
+            answer = client.get("/ready")
+            if answer.status_code == 200:
+                return
+            last = f"{answer.status_code} {answer.text[:300]}"
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise SmokeError(
+                f"the prediction service at {base} was not ready within {ready_timeout:.0f} s "
+                f"(last /ready: {last})"
+            )
+        time.sleep(1.0)
 
 
 def _predict(client: Any, body: dict[str, Any], latencies: list[float]) -> dict[str, Any]:

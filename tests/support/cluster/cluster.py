@@ -137,7 +137,10 @@ class SimulatedCluster:
         self._timed("deploy (flow-runner image build + push)", started)
         self._apply_manifests()
         self._start_worker()
-        self.wait_available(["prediction-service", "job-reporter"], timeout=600)
+        # The prediction service is ready (/ready) only once a model is served: here it need
+        # only be running; the pipeline's smoke step waits for its readiness.
+        self.wait_available(["job-reporter"], timeout=600)
+        self.wait_running("prediction-service-0", timeout=600)
         self._timed("cluster ready", started)
 
     def _timed(self, what: str, since: float) -> None:
@@ -444,6 +447,15 @@ class SimulatedCluster:
     def worker_log(self) -> str:
         path = self.root / "worker.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_running(self, pod: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.get("v1/pods", pod)
+            if found and (found.get("status") or {}).get("phase") == "Running":
+                return
+            time.sleep(1)
+        raise TimeoutError(f"pod {pod} not running in {timeout:.0f}s: {found}")
 
     def wait_available(self, deployments: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
