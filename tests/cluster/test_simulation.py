@@ -18,6 +18,7 @@ import time
 import pytest
 
 from tests.support.cluster.cluster import SimulatedCluster
+from tests.support.env import require
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 NS = "bridgeai"
@@ -184,8 +185,8 @@ def test_a_missing_secret_key_is_the_kubelets_create_container_config_error(
 
 def test_the_real_kubectl_reads_the_cluster(sim_cluster: SimulatedCluster) -> None:
     kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
+    require(kubectl is not None, "kubectl (Debian package kubectl; .ci/run installs it)")
+    assert kubectl is not None
     result = subprocess.run(
         [kubectl, "--kubeconfig", str(sim_cluster.kubeconfig), "-n", NS, "get",
          "deployments,statefulsets", "-o", "name"],
