@@ -253,7 +253,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="Measured seconds per run.")
     parser.add_argument("--warmup", type=float, default=3.0, help="Warm-up seconds per run.")
     parser.add_argument("--connections", type=int, default=32, help="Concurrent connections.")
-    parser.add_argument("--batch-repeats", type=int, default=5, help="100k-row requests (ours).")
+    parser.add_argument("--batch-repeats", type=int, default=9, help="100k-row requests (ours).")
     parser.add_argument(
         "--anchor-batch-repeats", type=int, default=3, help="100k-row requests per anchor."
     )

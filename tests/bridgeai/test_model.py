@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bridgeai import schema
-from bridgeai.model.house_price import FeatureError, HousePriceModel, find_model_dir
+from bridgeai.model.house_price import CodedColumn, FeatureError, HousePriceModel, find_model_dir
 from bridgeai.testing.models import tiny_model
 
 
@@ -45,6 +45,21 @@ def test_unknown_category_and_bad_numbers_name_the_column(model: HousePriceModel
     del columns["parking"]
     with pytest.raises(FeatureError, match=r"missing feature.*parking"):
         model.encode(columns)
+
+
+def test_coded_categoricals_encode_as_their_spelled_out_rows(model: HousePriceModel) -> None:
+    spellings = [b"yes", b"NO", b" Yes", b"no"]
+    codes = np.array([0, 1, 1, 2, 3, 0, 2], dtype=np.int64)
+    spelled = {f: [schema.EXAMPLE_HOUSE[f]] * len(codes) for f in schema.FEATURES}
+    coded = dict(spelled)
+    spelled["basement"] = [spellings[c] for c in codes]
+    coded["basement"] = CodedColumn(codes, spellings)
+    np.testing.assert_array_equal(model.encode(coded), model.encode(spelled))
+    assert list(coded["basement"][2:4]) == [b"NO", b" Yes"]
+    with pytest.raises(FeatureError, match="basement: 'maybe'"):
+        model.encode({**coded, "basement": CodedColumn(codes * 0, [b"maybe"])})
+    with pytest.raises(FeatureError, match="area: expected numbers"):
+        model.encode({**coded, "area": CodedColumn(codes, [1.0, 2.0, 3.0, 4.0])})
 
 
 def test_missing_numbers_are_imputed_with_training_medians(model: HousePriceModel) -> None:

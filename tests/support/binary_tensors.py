@@ -25,11 +25,11 @@ DATATYPES = {c: "BYTES" if c in CATEGORY_CODES else "FP32" for c in BOOSTER_COLU
 def element_bytes(datatype: str, values: Sequence[Any]) -> bytes:
     """``values`` as the extension lays them out: little-endian numbers, length-prefixed bytes."""
     if datatype == "BYTES":
-        out = b""
+        parts = []
         for value in values:
             data = value if isinstance(value, bytes) else str(value).encode()
-            out += struct.pack("<I", len(data)) + data
-        return out
+            parts.append(struct.pack("<I", len(data)) + data)
+        return b"".join(parts)
     return b"".join(struct.pack(_FORMATS[datatype], v) for v in values)
 
 

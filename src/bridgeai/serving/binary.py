@@ -17,12 +17,13 @@ Every way the lengths can fail to add up is a :class:`~bridgeai.serving.errors.P
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 import numpy as np
 import orjson
 
+from bridgeai.model.house_price import CodedColumn
 from bridgeai.serving.errors import ProtocolError
 
 #: The request and response header naming the JSON part's length (lower case, as ASGI has it).
@@ -40,6 +41,14 @@ _LENGTH = struct.Struct("<I")
 #: Stands for a ``parameters`` key that is absent (``null`` is present, and not an object).
 ABSENT: Final = object()
 _SEPARATOR = b"\x00\x00\x00"
+#: More distinct spellings than this in one column: the element-by-element parse is as fast.
+_FEW = 32
+#: Fewer rows than this: the element-by-element parse is faster than numpy's set-up.
+_NUMPY_ROWS = 64
+#: Values up to this many bytes are told apart by two 64-bit words.
+_WIDEST = 16
+#: ``_MASKS[n]`` keeps the low ``n`` bytes of a little-endian 64-bit word.
+_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(9)], dtype=np.uint64)
 
 
 def header_length(value: bytes, body_size: int) -> int:
@@ -89,23 +98,99 @@ def numeric(name: str, datatype: str, rows: int, raw: memoryview) -> np.ndarray:
     return values
 
 
-def strings(name: str, rows: int, raw: memoryview) -> list[bytes] | np.ndarray:
+def strings(name: str, rows: int, raw: memoryview) -> list[bytes] | BytesColumn:
     """``rows`` length-prefixed ``BYTES`` elements, as ``bytes`` (checked to be UTF-8).
 
-    Categorical columns hold a few spellings many times over; :func:`_split_few` reads those
-    with numpy and returns an object array of the few ``bytes`` objects (what the model's
-    encoder looks up), anything else is parsed element by element.
+    Categorical columns hold a few spellings many times over: when :func:`_layout` finds the
+    elements with numpy, they are a :class:`BytesColumn`, which tells the spellings apart
+    range by range; anything else (and a few rows) is parsed element by element into a list.
+
+    Raises:
+        ProtocolError: the lengths do not add up, or an element is not UTF-8 text (for a
+            :class:`BytesColumn`, a spelling that is not UTF-8 is refused when its rows are
+            read).
     """
     data = bytes(raw)
-    few = _split_few(data, rows)
-    values: list[bytes] | np.ndarray
-    if few is None:
-        values = _split(name, data, rows)
-        distinct: Any = set(values)
-    else:
-        values, distinct = few
-    check_utf8(name, distinct)
+    layout = _layout(data, rows) if rows >= _NUMPY_ROWS else None
+    if layout is not None:
+        return BytesColumn(name, data, *layout)
+    values = _split(name, data, rows)
+    check_utf8(name, set(values))
     return values
+
+
+class BytesColumn:
+    """A ``BYTES`` tensor of short elements, its spellings told apart range by range.
+
+    Where every element starts, and that its lengths add up, is checked at once for the whole
+    tensor (:func:`_layout`), so a malformed body is refused before anything is predicted.
+    Which spelling each row holds (two 64-bit words and a length per row, compared with the
+    few distinct spellings seen so far) is worked out only up to the rows asked for: for a
+    large request, that overlaps the prediction of the rows before
+    (:meth:`bridgeai.serving.served_model.ServedModel.predict`). Slicing gives a
+    :class:`~bridgeai.model.house_price.CodedColumn` (codes into :attr:`values`), or a list
+    of ``bytes`` once more than a few spellings have turned up.
+    """
+
+    def __init__(self, name: str, data: bytes, starts: np.ndarray, lengths: np.ndarray) -> None:
+        self.name = name
+        self._data = data
+        # Every byte offset's next 8 bytes as a little-endian word, NULs past the end.
+        padded = data + bytes(16)
+        self._words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        self._starts = starts
+        self._lengths = lengths
+        self._codes = np.empty(len(starts), dtype=np.int64)
+        self._done = 0  # rows [0, _done) have codes
+        self._keys: list[tuple[int, int, int]] = []
+        #: The distinct spellings found so far, in order of first appearance.
+        self.values: list[bytes] = []
+        self._listed: list[bytes] | None = None  # every row, once there are too many spellings
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, rows: slice) -> CodedColumn | list[bytes]:
+        start, stop, _ = rows.indices(len(self))
+        self._read(stop)
+        if self._listed is not None:
+            return self._listed[start:stop]
+        return CodedColumn(self._codes[start:stop], self.values)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self[0 : len(self)])
+
+    def _read(self, stop: int) -> None:
+        """Give rows ``[_done, stop)`` their codes (or list every row, past ``_FEW`` spellings)."""
+        done = self._done
+        if stop <= done or self._listed is not None:
+            return
+        starts, lengths = self._starts[done:stop], self._lengths[done:stop]
+        first = self._words[starts] & _MASKS[np.minimum(lengths, 8)]
+        second = self._words[starts + 8] & _MASKS[np.clip(lengths - 8, 0, 8)]
+        codes = self._codes[done:stop]
+        codes.fill(-1)
+        for code, (word, word2, length) in enumerate(self._keys):
+            codes[(first == word) & (second == word2) & (lengths == length)] = code
+        while True:
+            at = int(np.argmax(codes < 0))
+            if codes[at] >= 0:
+                break
+            if len(self.values) == _FEW:  # many spellings: element by element is as fast
+                self._listed = [
+                    self._data[s : s + n]
+                    for s, n in zip(self._starts.tolist(), self._lengths.tolist(), strict=True)
+                ]
+                check_utf8(self.name, set(self._listed))
+                return
+            key = (int(first[at]), int(second[at]), int(lengths[at]))
+            begin = int(starts[at])
+            value = self._data[begin : begin + key[2]]
+            check_utf8(self.name, (value,))
+            codes[(first == key[0]) & (second == key[1]) & (lengths == key[2])] = len(self.values)
+            self._keys.append(key)
+            self.values.append(value)
+        self._done = stop
 
 
 def check_utf8(name: str, values: Iterable[bytes]) -> None:
@@ -119,22 +204,13 @@ def check_utf8(name: str, values: Iterable[bytes]) -> None:
             ) from None
 
 
-#: More distinct spellings than this in one column: the element-by-element parse is as fast.
-_FEW = 32
-#: Values up to this many bytes are told apart by two 64-bit words.
-_WIDEST = 16
-#: ``_MASKS[n]`` keeps the low ``n`` bytes of a little-endian 64-bit word.
-_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(9)], dtype=np.uint64)
-
-
-def _split_few(data: bytes, rows: int) -> tuple[np.ndarray, list[bytes]] | None:
-    """The common case in numpy: elements of 1-16 bytes, few distinct, no run of NULs.
+def _layout(data: bytes, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where each element starts and how long it is, in numpy, in the common case: elements of
+    1-16 bytes and no run of NULs; None otherwise (the element-by-element parse then decides).
 
     Such a buffer is ``L0 000000 v0 L1 000000 v1 ...``: the three-NUL separators are found at
     once, and accepted only if every value's length is the length byte before it, which is
-    exactly the condition for the element-by-element parse to read the same values; the values
-    are then told apart by two 64-bit words each, one distinct spelling at a time.
-    Returns the values (an object array of the distinct ``bytes``) and the distinct values.
+    exactly the condition for the element-by-element parse to read the same values.
     """
     buffer = np.frombuffer(data, dtype=np.uint8)
     if rows == 0 or len(buffer) < 5 * rows:
@@ -151,27 +227,7 @@ def _split_few(data: bytes, rows: int) -> tuple[np.ndarray, list[bytes]] | None:
     ends[-1] = len(buffer)
     if int(lengths.max()) > _WIDEST or not np.array_equal(ends - starts, lengths):
         return None
-    # Each value as two 64-bit words (its first and next 8 bytes, NULs past its length) and
-    # its length: read from an unaligned view of the (padded) buffer at every byte offset.
-    padded = data + bytes(16)
-    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-    first = words[starts] & _MASKS[np.minimum(lengths, 8)]
-    second = words[starts + 8] & _MASKS[np.clip(lengths - 8, 0, 8)]
-    codes = np.full(rows, -1, dtype=np.int64)
-    distinct: list[bytes] = []
-    while True:
-        at = int(np.argmax(codes < 0))
-        if codes[at] >= 0:
-            break
-        if len(distinct) == _FEW:
-            return None
-        same = (first == first[at]) & (second == second[at]) & (lengths == lengths[at])
-        codes[same] = len(distinct)
-        start = int(starts[at])
-        distinct.append(data[start : start + int(lengths[at])])
-    table = np.empty(len(distinct), dtype=object)
-    table[:] = distinct
-    return table[codes], distinct
+    return starts, lengths
 
 
 def _split(name: str, data: bytes, rows: int) -> list[bytes]:

@@ -180,7 +180,7 @@ class DecodedRequest:
     normalises and checks their values).
     """
 
-    columns: dict[str, list[Any] | np.ndarray]
+    columns: dict[str, list[Any] | np.ndarray | binary.BytesColumn]
     rows: int
     id: str | None
     datatypes: dict[str, str]
@@ -197,6 +197,9 @@ class DecodedRequest:
         whole = start == 0 and stop >= self.rows
         out: dict[str, Any] = {}
         for name, values in self.columns.items():
+            if isinstance(values, binary.BytesColumn):  # read up to ``stop`` now
+                out[name] = values[start:stop]
+                continue
             part = values if whole else values[start:stop]
             datatype = self.datatypes[name]
             if datatype == "BYTES" or isinstance(part, np.ndarray):  # binary: already float64
@@ -263,7 +266,7 @@ def decode_document(doc: Any, blob: memoryview | None = None) -> DecodedRequest:
     outputs = doc.get("outputs", absent)
     binary_output = binary.output_wanted(doc.get("parameters", absent), outputs, OUTPUT_NAME)
 
-    columns: dict[str, list[Any] | np.ndarray] = {}
+    columns: dict[str, list[Any] | np.ndarray | binary.BytesColumn] = {}
     datatypes: dict[str, str] = {}
     rows = 0
     first = ""

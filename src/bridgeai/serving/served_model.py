@@ -8,11 +8,12 @@ Takes plain parameters, not the process settings: :mod:`bridgeai.serving.main` r
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,33 @@ logger = logging.getLogger("bridgeai.serving.app")
 
 #: Name prefix of the one thread that predicts large requests' chunks.
 PREDICT_THREAD = "bridgeai-predict"
+#: Encoded chunks of a large request that may wait for the prediction thread (memory bound:
+#: ``AHEAD * chunk_rows`` rows of float64 features).
+AHEAD = 8
+
+
+@dataclass
+class Answer:
+    """An inference answer: the response body and what the server reports about it.
+
+    Args:
+        payload: the response body.
+        json_length: the length of its JSON part when it carries binary data (for the
+            response's ``Inference-Header-Content-Length``); None for plain JSON.
+        rows: the number of rows predicted.
+        request: the decoded request. A large JSON request is a million Python objects whose
+            freeing takes ~10 ms: the server drops this after the response is sent
+            (:meth:`release`), not before.
+    """
+
+    payload: bytes
+    json_length: int | None
+    rows: int
+    request: codec.DecodedRequest | None
+
+    def release(self) -> None:
+        """Drop the decoded request."""
+        self.request = None
 
 
 @dataclass
@@ -71,28 +99,22 @@ class ServedModel:
                 f"this server serves version {self.version!r}"
             )
 
-    def infer(
-        self, body: bytes, request_id: str, json_length: int | None = None
-    ) -> tuple[bytes, int | None, int]:
+    def infer(self, body: bytes, request_id: str, json_length: int | None = None) -> Answer:
         """Decode a v2 request body, predict, and encode the response (blocking).
 
         Args:
             body: the request body.
             request_id: the id to answer with when the request has none.
             json_length: the ``Inference-Header-Content-Length`` header, for binary requests.
-
-        Returns:
-            The response body, the length of its JSON part when it carries binary data (for
-            the response's ``Inference-Header-Content-Length``; None for plain JSON), and the
-            number of rows predicted.
         """
         decoded = codec.decode_request(body, json_length)
         prices = self.prices(decoded)
         answer_id = decoded.id or request_id
         if decoded.binary_output:
             payload, header = binary.encode_response(self.name, self.version, answer_id, prices)
-            return payload, header, decoded.rows
-        return codec.encode_response(self.name, self.version, answer_id, prices), None, decoded.rows
+            return Answer(payload, header, decoded.rows, decoded)
+        payload = codec.encode_response(self.name, self.version, answer_id, prices)
+        return Answer(payload, None, decoded.rows, decoded)
 
     def prices(self, decoded: codec.DecodedRequest) -> np.ndarray:
         """:meth:`predict`, with a categorical the model does not know reported as a 400."""
@@ -114,19 +136,26 @@ class ServedModel:
         if rows <= self.chunk_rows:
             return self.model.predict(request.rows_between(), num_threads=self.batch_threads)
         out = np.empty(rows, dtype=np.float64)
-        pending: Future[None] | None = None
-        # A small first chunk so LightGBM starts early; then chunk_rows at a time.
+        # A small first chunk so LightGBM starts early; then chunk_rows at a time. Chunks are
+        # encoded as fast as they can be (up to AHEAD waiting): while this thread encodes it
+        # holds the GIL, which the prediction thread needs between LightGBM calls, so encoding
+        # everything early, then waiting (without the GIL), keeps the prediction thread busy.
         first = min(self.chunk_rows, max(self.chunk_rows // 4, 256))
         bounds = [0, *range(first, rows, self.chunk_rows), rows]
+        waiting: collections.deque[Future[None]] = collections.deque()
         try:
             for start, stop in itertools.pairwise(bounds):
+                if len(waiting) >= AHEAD:
+                    waiting.popleft().result()
                 matrix = self.model.encode(request.rows_between(start, stop))
-                if pending is not None:
-                    pending.result()
-                pending = self._pool.submit(self._predict_into, matrix, out, start, stop)
-        finally:
-            if pending is not None:
-                pending.result()
+                waiting.append(self._pool.submit(self._predict_into, matrix, out, start, stop))
+        except BaseException:
+            for future in waiting:
+                future.cancel()
+            wait(waiting)  # the chunk being predicted writes into ``out``: let it finish
+            raise
+        for future in waiting:
+            future.result()
         return out
 
     def _predict_into(self, matrix: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:

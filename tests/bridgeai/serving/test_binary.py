@@ -6,6 +6,7 @@ server's code; expected prices come from the booster on hand-encoded rows.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from bridgeai import schema
 from bridgeai.model.house_price import HousePriceModel
 from bridgeai.serving import binary, codec
+from bridgeai.serving.errors import ProtocolError
 from bridgeai.testing.synthetic import housing_frame
 from tests.support import binary_tensors as bt
 from tests.support.model_server import MODEL_NAME, reference_prices
@@ -181,6 +183,55 @@ def test_the_server_lists_the_extension(http: httpx.Client) -> None:
         [b"a" * 17, b"a" * 16],  # longer than two words
     ],
 )
-def test_bytes_elements_are_read_exactly_in_every_layout(values: list[bytes]) -> None:
+@pytest.mark.parametrize("times", [1, 40])  # 40: enough rows for the numpy path
+def test_bytes_elements_are_read_exactly_in_every_layout(values: list[bytes], times: int) -> None:
+    values = values * times
     raw = bt.element_bytes("BYTES", values)
     assert list(binary.strings("x", len(values), memoryview(raw))) == values
+
+
+def _read_in_ranges(column: Any, bounds: list[int]) -> list[bytes]:
+    read: list[bytes] = []
+    for start, stop in itertools.pairwise(bounds):
+        read += list(column[start:stop])
+    return read
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b"yes", b"no"] * 50 + [b"YES", b"No"] * 50,  # new spellings in later ranges
+        [b"no"] * 150 + [b"v%d" % i for i in range(40)] + [b"yes"] * 10,  # too many, late
+        [b"semi-furnished", b"unfurnished", b"furnished", b"Furnished"] * 50,
+    ],
+)
+def test_a_bytes_column_read_range_by_range_gives_the_elements_in_order(
+    values: list[bytes],
+) -> None:
+    raw = bt.element_bytes("BYTES", values)
+    column = binary.strings("x", len(values), memoryview(raw))
+    assert isinstance(column, binary.BytesColumn)  # the range-by-range path is what is tested
+    assert _read_in_ranges(column, [0, 7, 64, 65, 150, 180, len(values)]) == values
+    assert list(column[10:20]) == values[10:20]  # a range read before is read again the same
+    fresh = binary.strings("x", len(values), memoryview(raw))
+    assert list(fresh[150:200]) == values[150:200]  # a later range first
+    assert list(fresh) == values
+
+
+def test_a_spelling_that_is_not_utf8_is_refused_when_its_rows_are_read() -> None:
+    values = [b"yes", b"no"] * 100 + [b"\xffes"]
+    raw = bt.element_bytes("BYTES", values)
+    column = binary.strings("basement", len(values), memoryview(raw))
+    assert list(column[0:200]) == values[:200]
+    with pytest.raises(ProtocolError, match=r"input 'basement': BYTES element .* not valid UTF-8"):
+        column[200:201]
+
+
+def test_a_large_binary_request_with_a_late_bad_spelling_is_a_400(http: httpx.Client) -> None:
+    # 2,000 rows: predicted in chunks of 256 (conftest); the bad spelling is in the last one.
+    houses = _houses(2_000)
+    houses[-1] = {**houses[-1], "guestroom": "maybe"}
+    body, headers = bt.body(bt.tensors(houses))
+    answer = _post(http, body, headers)
+    assert answer.status_code == 400, answer.text
+    assert "guestroom" in answer.json()["error"] and "maybe" in answer.json()["error"]
