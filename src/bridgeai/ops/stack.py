@@ -322,6 +322,9 @@ class Stack:
             env = {
                 **self._prefect_env(server=False),
                 "PREFECT_API_URL": urls["prefect-api"],
+                # A run triggered from the UI or the CLI starts within 2 s, not up to 10 s (the
+                # default poll); one query of a local server every 2 s costs nothing.
+                "PREFECT_WORKER_QUERY_SECONDS": "2",
                 # Its flow runs log to a file: MLflow's progress bars would only flood it.
                 "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             }
