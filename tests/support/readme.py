@@ -248,6 +248,17 @@ class Namespace:
         holder.wait()
         return None
 
+    @staticmethod
+    def available() -> bool:
+        """Whether pages get their own network and ``/tmp`` on this machine (``unshare``, root)."""
+        try:
+            probe = subprocess.run(
+                ["unshare", "--net", "--mount", "true"], capture_output=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return probe.returncode == 0
+
     @property
     def isolated(self) -> bool:
         return self.holder is not None
