@@ -57,7 +57,13 @@ def _run_docs(fresh_clone: Any, work: Path) -> DocsRun:
     """The pages in the order of :data:`DOCS`, in one shell and one Python session (a reader
     who works through them), in a state folder of their own; what a page leaves running is
     stopped before the next (pages start servers on the same ports)."""
-    env = {**fresh_clone.env, "BRIDGEAI_HOME": str(work / "docs-home")}
+    # Their own Prefect profile too: the README's embedded runs, beside them, have theirs (two
+    # ephemeral servers on one SQLite database lock each other out).
+    env = {
+        **fresh_clone.env,
+        "BRIDGEAI_HOME": str(work / "docs-home"),
+        "PREFECT_HOME": str(work / "docs-prefect"),
+    }
     page = readme.Page(fresh_clone.path, env, work / "docs")
     ran: list[readme.Result] = []
     try:
