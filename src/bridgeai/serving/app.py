@@ -14,8 +14,9 @@ The hot path is lean on purpose: a bare ASGI lane for inference, orjson, the han
 :mod:`bridgeai.serving.codec` and :class:`bridgeai.model.house_price.HousePriceModel` directly
 (never MLflow's pyfunc, which costs ~10 ms a call), LightGBM with one thread for small batches
 (its idle OpenMP threads spin and slow single rows down). Large requests are decoded and
-predicted off the event loop, in chunks: encoding chunk k+1 overlaps LightGBM predicting chunk k,
-which releases the GIL.
+predicted off the event loop, in chunks: the chunks after the first are decoded and encoded while
+LightGBM predicts the ones before (it releases the GIL), and the decoded request is freed after
+the answer is sent.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The model a server process serves: loaded once, identified, predicting inline or pipelined.
 
 Small batches are predicted inline with one thread (LightGBM's OpenMP threads spin between small
-calls); large ones are encoded in chunks while the previous chunk is predicted on another thread.
+calls); large ones are encoded in chunks, ahead of one prediction thread that predicts them in
+order.
 
 Takes plain parameters, not the process settings: :mod:`bridgeai.serving.main` reads those.
 """
