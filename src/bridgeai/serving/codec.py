@@ -177,7 +177,8 @@ class DecodedRequest:
     Numeric columns are checked against their datatype and converted to float64 by
     :meth:`rows_between`, slice by slice, so a large request's conversion can overlap the
     prediction of the previous slice; categorical columns go to the model's encoder as sent (it
-    normalises and checks their values).
+    normalises and checks their values), a binary one as codes into its few spellings
+    (:class:`bridgeai.serving.binary.BytesColumn`, read slice by slice too).
     """
 
     columns: dict[str, list[Any] | np.ndarray | binary.BytesColumn]
