@@ -210,7 +210,7 @@ def test_the_loop_closes_on_the_local_stack(tmp_path: Path) -> None:
             mlflow_ui = user["MLFLOW_TRACKING_URI"].rstrip("/")
             assert f"{mlflow_ui}/#/models/{NAME}/versions/2" in deployed, deployed
             assert f"/runs/{champion.run_id}" in deployed, deployed
-            (promoted,) = loop.emitted(client, "bridgeai.model.promoted", train_2.id)
+            (promoted,) = loop.emitted(client, "bridgeai.model.promoted", train_2.id, wait=60)
             assert promoted.payload["model_version"] == "2"
             assert promoted.payload["previous_champion"] == "1"
 
@@ -223,11 +223,12 @@ def test_the_loop_closes_on_the_local_stack(tmp_path: Path) -> None:
             assert mlflow.get_model_version(NAME, "3").tags["gate_decision"] == "not_promoted"
             started_by = loop.triggering_event(client, train_3.id)  # (the ingestion's event)
             assert started_by.event == "bridgeai.data.versioned"
-            (rejected,) = loop.emitted(client, "bridgeai.model.rejected", train_3.id)
+            (rejected,) = loop.emitted(client, "bridgeai.model.rejected", train_3.id, wait=60)
             assert rejected.payload["model_version"] == "3"
             assert rejected.payload["previous_champion"] == "2"
             assert isinstance(rejected.payload["score"], float)
             assert isinstance(rejected.payload["champion_score"], float)
+            # (stored with the run's other events, which are there now)
             assert not loop.emitted(client, "bridgeai.model.promoted", train_3.id)
             assert len(loop.runs_of(client, deploying)) == 2  # no deployment for a rejection
             assert str(mlflow.get_model_version_by_alias(NAME, "champion").version) == "2"

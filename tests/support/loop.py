@@ -140,18 +140,27 @@ def triggering_event(client: Any, flow_run_id: UUID) -> Any:
     return found[0]
 
 
-def emitted(client: Any, name: str, flow_run_id: UUID) -> list[Any]:
-    """The events called ``name`` that name ``flow_run_id`` as their flow run."""
+def emitted(client: Any, name: str, flow_run_id: UUID, wait: float = 0.0) -> list[Any]:
+    """The events called ``name`` that name ``flow_run_id`` as their flow run.
+
+    The server stores events in batches, seconds after a flow run sent them (its event
+    persister flushes every few seconds), so a run that has just finished may not show its
+    events yet: ``wait`` is how long to keep asking while none is there.
+    """
     from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 
-    page = client.read_events(
-        EventFilter(
-            event=EventNameFilter(name=[name]),
-            related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
-        ),
-        limit=10,
-    )
-    return list(page.events)
+    deadline = time.monotonic() + wait
+    while True:
+        page = client.read_events(
+            EventFilter(
+                event=EventNameFilter(name=[name]),
+                related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+            ),
+            limit=10,
+        )
+        if page.events or time.monotonic() >= deadline:
+            return list(page.events)
+        time.sleep(0.5)
 
 
 def artifacts_of(client: Any, flow_run_id: UUID) -> dict[str, Any]:
