@@ -46,11 +46,10 @@ def _timings(page: readme.Page) -> str:
 
 @dataclass
 class DocsRun:
-    """What the docs pages ran and left running, and their blocks' times."""
+    """What the docs pages ran and left running."""
 
     ran: list[readme.Result]
     left: list[int]
-    timings: str
 
 
 def _run_docs(fresh_clone: Any, work: Path) -> DocsRun:
@@ -75,7 +74,7 @@ def _run_docs(fresh_clone: Any, work: Path) -> DocsRun:
     finally:
         left = page.close()
         print(f"docs blocks: {_timings(page)}")
-    return DocsRun(ran, left, _timings(page))
+    return DocsRun(ran, left)
 
 
 @pytest.fixture(scope="module")

@@ -210,13 +210,8 @@ class Namespace:
         self.holder: subprocess.Popen[bytes] | None = None
         self.mount = False
         folders = [keep] if isinstance(keep, Path) else list(keep or [])
-        under_tmp = sorted(
-            {
-                f.resolve()
-                for f in folders
-                if f.resolve().is_relative_to("/tmp") and f.resolve() != Path("/tmp")
-            }
-        )
+        resolved = {f.resolve() for f in folders}
+        under_tmp = sorted(f for f in resolved if f.is_relative_to("/tmp") and f != Path("/tmp"))
         if under_tmp:
             self.holder = self._start(under_tmp)
             self.mount = self.holder is not None

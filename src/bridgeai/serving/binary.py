@@ -40,7 +40,6 @@ NUMERIC_DTYPES: Final[dict[str, np.dtype[Any]]] = {
 _LENGTH = struct.Struct("<I")
 #: Stands for a ``parameters`` key that is absent (``null`` is present, and not an object).
 ABSENT: Final = object()
-_SEPARATOR = b"\x00\x00\x00"
 #: More distinct spellings than this in one column: the element-by-element parse is as fast.
 _FEW = 32
 #: Fewer rows than this: the element-by-element parse is faster than numpy's set-up.
@@ -170,24 +169,26 @@ class BytesColumn:
         second = self._words[starts + 8] & _MASKS[np.clip(lengths - 8, 0, 8)]
         codes = self._codes[done:stop]
         codes.fill(-1)
-        for code, (word, word2, length) in enumerate(self._keys):
-            codes[(first == word) & (second == word2) & (lengths == length)] = code
+
+        def spelled(key: tuple[int, int, int]) -> np.ndarray:
+            return (first == key[0]) & (second == key[1]) & (lengths == key[2])
+
+        for code, key in enumerate(self._keys):
+            codes[spelled(key)] = code
         while True:
             at = int(np.argmax(codes < 0))
             if codes[at] >= 0:
                 break
             if len(self.values) == _FEW:  # many spellings: element by element is as fast
-                self._listed = [
-                    self._data[s : s + n]
-                    for s, n in zip(self._starts.tolist(), self._lengths.tolist(), strict=True)
-                ]
+                # (the layout is checked, so this reads the elements the codes would have)
+                self._listed = _split(self.name, self._data, len(self))
                 check_utf8(self.name, set(self._listed))
                 return
             key = (int(first[at]), int(second[at]), int(lengths[at]))
             begin = int(starts[at])
             value = self._data[begin : begin + key[2]]
             check_utf8(self.name, (value,))
-            codes[(first == key[0]) & (second == key[1]) & (lengths == key[2])] = len(self.values)
+            codes[spelled(key)] = len(self.values)
             self._keys.append(key)
             self.values.append(value)
         self._done = stop
